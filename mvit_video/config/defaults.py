@@ -1,0 +1,388 @@
+"""The config schema: PySlowFast section/key names and default values, plus a few toolkit keys.
+
+Every key a PySlowFast MViT YAML may set has PySlowFast's default value here, so a PySlowFast YAML
+builds the same model. Keys marked "toolkit" are mvit_video additions. PySlowFast keys that this
+toolkit does not implement (other model families, detection, self-supervised pretraining, ...)
+are listed in ``IGNORED_SLOWFAST_KEYS``: the loader accepts them and drops them with a warning.
+"""
+
+from __future__ import annotations
+
+from fvcore.common.config import CfgNode
+
+# PySlowFast sections / keys that mvit_video accepts in a YAML but drops with one warning.
+# An entry is a full key or a section prefix (every key under it is ignored).
+IGNORED_SLOWFAST_KEYS: frozenset[str] = frozenset(
+    {
+        # Whole sections: other model families, tasks and tooling.
+        "PREFETCH",  # SSv2_MVITv2_S_16x4.yaml has it; current PySlowFast itself rejects it
+        "TASK",
+        "RESNET",
+        "X3D",
+        "NONLOCAL",
+        "SLOWFAST",
+        "DETECTION",
+        "AVA",
+        "MULTIGRID",
+        "CONTRASTIVE",
+        "MASK",
+        "VIS_MASK",
+        "BENCHMARK",
+        # Reversible MViT.
+        "MVIT.REV",
+        # MaskFeat / SSL / chunked-CSV data options.
+        "AUG.GEN_MASK_LOADER",
+        "AUG.MASK_TUBE",
+        "AUG.MASK_FRAMES",
+        "AUG.MASK_WINDOW_SIZE",
+        "AUG.MASK_RATIO",
+        "AUG.MAX_MASK_PATCHES_PER_BLOCK",
+        "DATA.PATH_TO_PRELOAD_IMDB",
+        "DATA.TRAIN_PCA_EIGVAL",
+        "DATA.TRAIN_PCA_EIGVEC",
+        "DATA.COLOR_RND_GRAYSCALE",
+        "DATA.LOADER_CHUNK_SIZE",
+        "DATA.LOADER_CHUNK_OVERALL_SIZE",
+        "DATA.SKIP_ROWS",
+        "DATA.TIME_DIFF_PROB",
+        "DATA.SSL_COLOR_JITTER",
+        "DATA.SSL_COLOR_BRI_CON_SAT",
+        "DATA.SSL_COLOR_HUE",
+        "DATA.SSL_MOCOV2_AUG",
+        "DATA.SSL_BLUR_SIGMA_MIN",
+        "DATA.SSL_BLUR_SIGMA_MAX",
+        "DATA.IN22K_TRAINVAL",
+        "DATA.IN22k_VAL_IN1K",
+        "DATA.DUMMY_LOAD",
+        # CNN-only model options.
+        "MODEL.SINGLE_PATHWAY_ARCH",
+        "MODEL.MULTI_PATHWAY_ARCH",
+        "MODEL.DROPCONNECT_RATE",
+        "MODEL.FROZEN_BN",
+        "TRAIN.CHECKPOINT_IN_INIT",
+        "TEST.NUM_TEMPORAL_CLIPS",
+        # AVA / detection demo options.
+        "DEMO.DETECTRON2_CFG",
+        "DEMO.DETECTRON2_WEIGHTS",
+        "DEMO.DETECTRON2_THRESH",
+        "DEMO.PREDS_BOXES",
+        "DEMO.GT_BOXES",
+        "DEMO.STARTING_SECOND",
+        "DEMO.CLIP_VIS_SIZE",
+        "DEMO.NUM_VIS_INSTANCES",
+        "DEMO.VIS_MODE",
+        "DEMO.COMMON_CLASS_THRES",
+        "DEMO.UNCOMMON_CLASS_THRES",
+        "DEMO.COMMON_CLASS_NAMES",
+        # TensorBoard visualisations beyond scalar logging.
+        "TENSORBOARD.CONFUSION_MATRIX",
+        "TENSORBOARD.HISTOGRAM",
+        "TENSORBOARD.MODEL_VIS",
+        "TENSORBOARD.WRONG_PRED_VIS",
+    }
+)
+
+# Ignored keys that switch on a feature mvit_video does not have: a truthy value is an error,
+# because dropping it would silently run a different experiment.
+UNSUPPORTED_WHEN_SET: dict[str, str] = {
+    "DETECTION.ENABLE": "action detection (AVA)",
+    "MASK.ENABLE": "masked pretraining (MaskFeat/MAE)",
+    "MVIT.REV.ENABLE": "reversible MViT",
+    "MULTIGRID.LONG_CYCLE": "multigrid training",
+    "MULTIGRID.SHORT_CYCLE": "multigrid training",
+    "AUG.GEN_MASK_LOADER": "masked pretraining (MaskFeat/MAE)",
+    "AUG.MASK_RATIO": "token masking",
+}
+
+# Expected type of keys whose default is None (None stays allowed).
+NULLABLE_TYPES: dict[str, type] = {
+    "MVIT.POOL_KV_STRIDE_ADAPTIVE": list,
+    "MVIT.POOL_KVQ_KERNEL": list,
+    "SOLVER.CLIP_GRAD_VAL": float,
+    "SOLVER.CLIP_GRAD_L2NORM": float,
+}
+
+
+def _add_misc(cfg: CfgNode) -> None:
+    """Top-level keys: devices, seeds, output and logging."""
+    cfg.NUM_GPUS = 1
+    cfg.NUM_SHARDS = 1  # machines
+    cfg.SHARD_ID = 0  # index of this machine
+    cfg.RNG_SEED = 1
+    cfg.OUTPUT_DIR = "."
+    cfg.LOG_PERIOD = 10  # iterations between log lines
+    cfg.LOG_MODEL_INFO = True
+    cfg.DIST_BACKEND = "nccl"
+
+
+def _add_bn(cfg: CfgNode) -> None:
+    """BN: batch-norm options (MViT has no BN; kept so PySlowFast YAMLs load unchanged)."""
+    cfg.BN = CfgNode()
+    cfg.BN.USE_PRECISE_STATS = False
+    cfg.BN.NUM_BATCHES_PRECISE = 200
+    cfg.BN.WEIGHT_DECAY = 0.0
+    cfg.BN.NORM_TYPE = "batchnorm"
+    cfg.BN.NUM_SPLITS = 1
+    cfg.BN.NUM_SYNC_DEVICES = 1
+    cfg.BN.GLOBAL_SYNC = False
+
+
+def _add_train(cfg: CfgNode) -> None:
+    """TRAIN: training loop, checkpointing and numeric precision."""
+    cfg.TRAIN = CfgNode()
+    cfg.TRAIN.ENABLE = True
+    cfg.TRAIN.DATASET = "kinetics"
+    cfg.TRAIN.BATCH_SIZE = 64  # total over all GPUs
+    cfg.TRAIN.EVAL_PERIOD = 10  # epochs
+    cfg.TRAIN.CHECKPOINT_PERIOD = 10  # epochs
+    cfg.TRAIN.AUTO_RESUME = True  # resume from the last checkpoint in OUTPUT_DIR
+    cfg.TRAIN.CHECKPOINT_FILE_PATH = ""  # initial weights
+    cfg.TRAIN.CHECKPOINT_TYPE = "pytorch"
+    cfg.TRAIN.CHECKPOINT_INFLATE = False  # inflate 2D weights to 3D
+    cfg.TRAIN.CHECKPOINT_EPOCH_RESET = False
+    cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = []  # prefixes stripped from checkpoint keys
+    cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR = 0.0  # 0 disables the check
+    cfg.TRAIN.MIXED_PRECISION = False  # PySlowFast: True means fp16 autocast
+    cfg.TRAIN.PRECISION = "fp32"  # toolkit: "fp32", "fp16" or "bf16" autocast dtype
+
+
+def _add_aug(cfg: CfgNode) -> None:
+    """AUG: RandAugment, colour jitter and random erasing."""
+    cfg.AUG = CfgNode()
+    cfg.AUG.ENABLE = False
+    cfg.AUG.NUM_SAMPLE = 1  # repeated augmentation: clips per decoded video
+    cfg.AUG.COLOR_JITTER = 0.4
+    cfg.AUG.AA_TYPE = "rand-m9-mstd0.5-inc1"
+    cfg.AUG.INTERPOLATION = "bicubic"
+    cfg.AUG.RE_PROB = 0.25
+    cfg.AUG.RE_MODE = "pixel"
+    cfg.AUG.RE_COUNT = 1
+    cfg.AUG.RE_SPLIT = False
+
+
+def _add_mixup(cfg: CfgNode) -> None:
+    """MIXUP: mixup / cutmix and label smoothing."""
+    cfg.MIXUP = CfgNode()
+    cfg.MIXUP.ENABLE = False
+    cfg.MIXUP.ALPHA = 0.8
+    cfg.MIXUP.CUTMIX_ALPHA = 1.0
+    cfg.MIXUP.PROB = 1.0
+    cfg.MIXUP.SWITCH_PROB = 0.5
+    cfg.MIXUP.LABEL_SMOOTH_VALUE = 0.1
+
+
+def _add_test(cfg: CfgNode) -> None:
+    """TEST: evaluation and multi-view testing."""
+    cfg.TEST = CfgNode()
+    cfg.TEST.ENABLE = True
+    cfg.TEST.DATASET = "kinetics"
+    cfg.TEST.BATCH_SIZE = 8
+    cfg.TEST.CHECKPOINT_FILE_PATH = ""  # weights to evaluate
+    cfg.TEST.CHECKPOINT_TYPE = "pytorch"
+    cfg.TEST.NUM_ENSEMBLE_VIEWS = 10  # temporal clips per video
+    cfg.TEST.NUM_SPATIAL_CROPS = 3
+    cfg.TEST.SAVE_RESULTS_PATH = ""
+
+
+def _add_model(cfg: CfgNode) -> None:
+    """MODEL: architecture name, classifier head and memory/speed switches."""
+    cfg.MODEL = CfgNode()
+    cfg.MODEL.ARCH = "mvit"  # toolkit: PySlowFast defaults to "slowfast"; its MViT YAMLs set "mvit"
+    cfg.MODEL.MODEL_NAME = "MViT"  # toolkit: PySlowFast defaults to "SlowFast"
+    cfg.MODEL.NUM_CLASSES = 400
+    cfg.MODEL.LOSS_FUNC = "cross_entropy"
+    cfg.MODEL.DROPOUT_RATE = 0.5  # before the classifier
+    cfg.MODEL.FC_INIT_STD = 0.01
+    cfg.MODEL.HEAD_ACT = "softmax"  # applied at test time
+    cfg.MODEL.ACT_CHECKPOINT = False  # activation checkpointing per block
+    cfg.MODEL.DETACH_FINAL_FC = False  # train the classifier only
+    cfg.MODEL.FP16_ALLREDUCE = False
+    cfg.MODEL.COMPILE = False  # toolkit: wrap the model in torch.compile
+
+
+def _add_mvit_embedding(cfg: CfgNode) -> None:
+    """MVIT: patch embedding, width and positional embeddings."""
+    cfg.MVIT.MODE = "conv"  # pooling operator: conv, conv_unshared, avg, max
+    cfg.MVIT.POOL_FIRST = False
+    cfg.MVIT.CLS_EMBED_ON = True
+    cfg.MVIT.PATCH_KERNEL = [3, 7, 7]
+    cfg.MVIT.PATCH_STRIDE = [2, 4, 4]
+    cfg.MVIT.PATCH_PADDING = [2, 4, 4]  # PySlowFast default; its YAMLs use [1, 3, 3]
+    cfg.MVIT.PATCH_2D = False  # 2-element patch lists, image model
+    cfg.MVIT.EMBED_DIM = 96
+    cfg.MVIT.NUM_HEADS = 1
+    cfg.MVIT.NORM_STEM = False
+    cfg.MVIT.SEP_POS_EMBED = False  # MViTv1: separate space/time absolute embeddings
+    cfg.MVIT.USE_ABS_POS = True
+    cfg.MVIT.USE_FIXED_SINCOS_POS = False
+    cfg.MVIT.REL_POS_SPATIAL = False  # MViTv2 decomposed relative positions
+    cfg.MVIT.REL_POS_TEMPORAL = False
+    cfg.MVIT.REL_POS_ZERO_INIT = False
+    cfg.MVIT.ZERO_DECAY_POS_CLS = True  # no weight decay on pos/cls embeddings
+
+
+def _add_mvit_blocks(cfg: CfgNode) -> None:
+    """MVIT: depth, per-layer schedules ([layer, ...] lists) and block options."""
+    cfg.MVIT.DEPTH = 16
+    cfg.MVIT.MLP_RATIO = 4.0
+    cfg.MVIT.QKV_BIAS = True
+    cfg.MVIT.DROPPATH_RATE = 0.1
+    cfg.MVIT.DROPOUT_RATE = 0.0
+    cfg.MVIT.LAYER_SCALE_INIT_VALUE = 0.0  # 0 disables layer scale
+    cfg.MVIT.NORM = "layernorm"
+    cfg.MVIT.DIM_MUL = []  # [[layer, multiplier], ...]
+    cfg.MVIT.HEAD_MUL = []  # [[layer, multiplier], ...]
+    cfg.MVIT.POOL_KV_STRIDE = []  # [[layer, st, sh, sw], ...]
+    cfg.MVIT.POOL_KV_STRIDE_ADAPTIVE = None  # [st, sh, sw] at layer 0, shrunk at Q pooling
+    cfg.MVIT.POOL_Q_STRIDE = []  # [[layer, st, sh, sw], ...]
+    cfg.MVIT.POOL_KVQ_KERNEL = None  # [kt, kh, kw]; None: stride + 1 where stride > 1
+    cfg.MVIT.RESIDUAL_POOLING = False  # MViTv2
+    cfg.MVIT.DIM_MUL_IN_ATT = False  # MViTv2: widen in attention, not in the MLP
+    cfg.MVIT.SEPARATE_QKV = False
+    cfg.MVIT.HEAD_INIT_SCALE = 1.0
+    cfg.MVIT.USE_MEAN_POOLING = False  # classify the mean token instead of cls
+
+
+def _add_mvit(cfg: CfgNode) -> None:
+    """MVIT: the MViT / MViTv2 architecture."""
+    cfg.MVIT = CfgNode()
+    _add_mvit_embedding(cfg)
+    _add_mvit_blocks(cfg)
+
+
+def _add_data_sampling(cfg: CfgNode) -> None:
+    """DATA: dataset location, clip sampling and decoding."""
+    cfg.DATA.PATH_TO_DATA_DIR = ""
+    cfg.DATA.PATH_PREFIX = ""
+    cfg.DATA.PATH_LABEL_SEPARATOR = " "  # between path and label in the CSV files
+    cfg.DATA.NUM_FRAMES = 8
+    cfg.DATA.SAMPLING_RATE = 8
+    cfg.DATA.TARGET_FPS = 30
+    cfg.DATA.TRAIN_JITTER_FPS = 0.0
+    cfg.DATA.USE_OFFSET_SAMPLING = False
+    cfg.DATA.INV_UNIFORM_SAMPLE = False
+    cfg.DATA.TRAIN_CROP_NUM_TEMPORAL = 1
+    cfg.DATA.TRAIN_CROP_NUM_SPATIAL = 1
+    cfg.DATA.DECODING_BACKEND = "decord"  # toolkit default (PySlowFast: "torchvision")
+    cfg.DATA.DECODING_SHORT_SIZE = 256
+    cfg.DATA.MAX_BAD_FRACTION = 0.05  # toolkit: abort when more videos than this fail to decode
+    cfg.DATA.MULTI_LABEL = False
+    cfg.DATA.ENSEMBLE_METHOD = "sum"  # multi-view aggregation: sum or max
+
+
+def _add_data_transforms(cfg: CfgNode) -> None:
+    """DATA: spatial augmentation, crops and normalisation."""
+    cfg.DATA.INPUT_CHANNEL_NUM = [3, 3]  # PySlowFast default (two pathways); MViT uses [3]
+    cfg.DATA.MEAN = [0.45, 0.45, 0.45]
+    cfg.DATA.STD = [0.225, 0.225, 0.225]
+    cfg.DATA.TRAIN_JITTER_SCALES = [256, 320]
+    cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE = []  # Inception-style area range; overrides scales
+    cfg.DATA.TRAIN_JITTER_ASPECT_RELATIVE = []
+    cfg.DATA.TRAIN_JITTER_MOTION_SHIFT = False
+    cfg.DATA.TRAIN_CROP_SIZE = 224
+    cfg.DATA.TEST_CROP_SIZE = 256
+    cfg.DATA.IN_VAL_CROP_RATIO = 0.875  # image test: resize to crop / ratio, then centre crop
+    cfg.DATA.RANDOM_FLIP = True
+    cfg.DATA.REVERSE_INPUT_CHANNEL = False  # RGB <-> BGR
+
+
+def _add_data(cfg: CfgNode) -> None:
+    """DATA: everything about reading and transforming clips."""
+    cfg.DATA = CfgNode()
+    _add_data_sampling(cfg)
+    _add_data_transforms(cfg)
+
+
+def _add_solver(cfg: CfgNode) -> None:
+    """SOLVER: optimiser and learning-rate schedule."""
+    cfg.SOLVER = CfgNode()
+    cfg.SOLVER.BASE_LR = 0.1
+    cfg.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False
+    cfg.SOLVER.LR_POLICY = "cosine"
+    cfg.SOLVER.COSINE_END_LR = 0.0
+    cfg.SOLVER.COSINE_AFTER_WARMUP = False
+    cfg.SOLVER.GAMMA = 0.1
+    cfg.SOLVER.STEP_SIZE = 1
+    cfg.SOLVER.STEPS = []
+    cfg.SOLVER.LRS = []
+    cfg.SOLVER.MAX_EPOCH = 300
+    cfg.SOLVER.MOMENTUM = 0.9
+    cfg.SOLVER.DAMPENING = 0.0
+    cfg.SOLVER.NESTEROV = True
+    cfg.SOLVER.WEIGHT_DECAY = 1e-4
+    cfg.SOLVER.ZERO_WD_1D_PARAM = False  # no decay on biases and norm weights
+    cfg.SOLVER.WARMUP_FACTOR = 0.1
+    cfg.SOLVER.WARMUP_EPOCHS = 0.0
+    cfg.SOLVER.WARMUP_START_LR = 0.01
+    cfg.SOLVER.OPTIMIZING_METHOD = "sgd"
+    cfg.SOLVER.CLIP_GRAD_VAL = None
+    cfg.SOLVER.CLIP_GRAD_L2NORM = None
+    cfg.SOLVER.LARS_ON = False
+    cfg.SOLVER.LAYER_DECAY = 1.0  # 1.0 disables layer-wise lr decay
+    cfg.SOLVER.BETAS = [0.9, 0.999]  # Adam(W)
+
+
+def _add_data_loader(cfg: CfgNode) -> None:
+    """DATA_LOADER: worker processes."""
+    cfg.DATA_LOADER = CfgNode()
+    cfg.DATA_LOADER.NUM_WORKERS = 8
+    cfg.DATA_LOADER.PIN_MEMORY = True
+    cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
+
+
+def _add_tensorboard(cfg: CfgNode) -> None:
+    """TENSORBOARD: scalar logging."""
+    cfg.TENSORBOARD = CfgNode()
+    cfg.TENSORBOARD.ENABLE = False
+    cfg.TENSORBOARD.LOG_DIR = ""  # empty: OUTPUT_DIR/runs-<dataset>
+    cfg.TENSORBOARD.PREDICTIONS_PATH = ""
+    cfg.TENSORBOARD.CLASS_NAMES_PATH = ""
+    cfg.TENSORBOARD.CATEGORIES_PATH = ""
+
+
+def _add_demo(cfg: CfgNode) -> None:
+    """DEMO: live / file classification demo."""
+    cfg.DEMO = CfgNode()
+    cfg.DEMO.ENABLE = False
+    cfg.DEMO.LABEL_FILE_PATH = ""  # json {"class name": id}
+    cfg.DEMO.WEBCAM = -1  # camera index; -1 reads DEMO.INPUT_VIDEO
+    cfg.DEMO.INPUT_VIDEO = ""
+    cfg.DEMO.OUTPUT_FILE = ""  # empty: show a window
+    cfg.DEMO.OUTPUT_FPS = -1  # -1: the input's fps
+    cfg.DEMO.INPUT_FORMAT = "BGR"
+    cfg.DEMO.DISPLAY_WIDTH = 0
+    cfg.DEMO.DISPLAY_HEIGHT = 0
+    cfg.DEMO.BUFFER_SIZE = 0  # frames shared by consecutive clips
+    cfg.DEMO.THREAD_ENABLE = False
+    cfg.DEMO.NUM_CLIPS_SKIP = 0
+    cfg.DEMO.FPS = 30
+    cfg.DEMO.SLOWMO = 1
+    cfg.DEMO.STRIDE = 0  # toolkit: new frames between predictions; 0 = clip length - BUFFER_SIZE
+    cfg.DEMO.TOPK = 5  # toolkit: classes shown per prediction
+
+
+def get_cfg() -> CfgNode:
+    """Build a fresh default config.
+
+    Returns:
+        A new, unfrozen fvcore ``CfgNode`` with PySlowFast's section and key names and default
+        values (plus the toolkit keys); changing it never affects later calls.
+    """
+    cfg = CfgNode()
+    for add_section in (
+        _add_misc,
+        _add_bn,
+        _add_train,
+        _add_aug,
+        _add_mixup,
+        _add_test,
+        _add_model,
+        _add_mvit,
+        _add_data,
+        _add_solver,
+        _add_data_loader,
+        _add_tensorboard,
+        _add_demo,
+    ):
+        add_section(cfg)
+    return cfg

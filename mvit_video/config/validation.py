@@ -1,0 +1,467 @@
+"""What a valid config is: value types (``coerce_value``) and cross-key rules (``validate``).
+
+Every failure raises ``ConfigError`` with one line: where (file), what (key=value), what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import reprlib
+from ast import literal_eval
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fvcore.common.config import CfgNode
+
+from .defaults import NULLABLE_TYPES, get_cfg
+
+__all__ = [
+    "ConfigError",
+    "coerce_value",
+    "decode_literal",
+    "iter_leaves",
+    "short_repr",
+    "suggest_keys",
+    "unknown_key_message",
+    "validate",
+]
+
+_POOL_MODES = ("conv", "conv_unshared", "avg", "max")
+_PRECISIONS = ("fp32", "fp16", "bf16")
+_ENSEMBLE_METHODS = ("sum", "max")
+
+_short = reprlib.Repr()
+_short.maxlist = 6
+_short.maxstring = 60
+_short.maxother = 60
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file, an override or a config built in Python.
+
+    The message is always a single line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).splitlines()))
+
+
+def short_repr(value: Any) -> str:
+    """``repr`` cut to one short line, for error messages.
+
+    Args:
+        value: Any config value.
+
+    Returns:
+        Its repr, with long lists and strings abbreviated by ``...``.
+    """
+    return _short.repr(value)
+
+
+def iter_leaves(node: CfgNode, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Walk the values of a config.
+
+    Args:
+        node: A config or one of its sections.
+        prefix: Prepended to every key (``"MVIT."`` for a section).
+
+    Yields:
+        ``(full_key, value)`` for every non-section entry, depth first.
+    """
+    for key, value in node.items():
+        if isinstance(value, CfgNode):
+            yield from iter_leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+# --------------------------------------------------------------------------------------------
+# Types
+# --------------------------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def decode_literal(value: str) -> Any:
+    """Read a string as a Python literal like yacs does ("1e-4" -> 1e-4); keep it if not one.
+
+    Args:
+        value: Text from YAML or an override.
+
+    Returns:
+        The literal's value, or ``value`` unchanged when it is not a Python literal.
+    """
+    try:
+        return literal_eval(value.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return value
+
+
+def _to_list(value: Any) -> list:
+    """Tuples become lists (recursively); numeric strings in lists are decoded."""
+    out = []
+    for item in value:
+        if isinstance(item, (list, tuple)):
+            item = _to_list(item)
+        elif isinstance(item, str) and _is_number(decode_literal(item)):
+            item = decode_literal(item)
+        out.append(item)
+    return out
+
+
+def _expected_name(kind: type, default: Any) -> str:
+    names = {bool: "a bool", int: "an int", float: "a number", str: "a string", list: "a list"}
+    name = names.get(kind, kind.__name__)
+    element = _element_kind(default) if isinstance(default, list) else None
+    if element is not None:
+        name += {int: " of ints", float: " of numbers", str: " of strings"}[element]
+    example = f" like {short_repr(default)}" if default not in (None, []) else ""
+    return name + example
+
+
+def _element_kind(default: list) -> type | None:
+    """Type every element of a homogeneous default list has (int, float or str), else None."""
+    for kind in (int, float, str):
+        if default and all(type(item) is kind for item in default):
+            return kind
+    return None
+
+
+def _coerce_elements(items: list, default: list) -> list | None:
+    """Check/convert list elements against a homogeneous default; None when one does not fit."""
+    kind = _element_kind(default)
+    if kind is float and all(_is_number(item) for item in items):
+        return [float(item) for item in items]
+    if kind is None or all(type(item) is kind for item in items):
+        return items
+    return None
+
+
+def _coerce_to(value: Any, kind: type, default: Any) -> tuple[bool, Any]:
+    """Try to give ``value`` the type ``kind``; returns (ok, converted value)."""
+    if kind is str:
+        if value is None:  # an empty YAML value (`KEY:`) means an empty string
+            return True, ""
+        if isinstance(value, str):
+            decoded = decode_literal(value)
+            return True, decoded if isinstance(decoded, str) else value
+        return False, value
+    if isinstance(value, str):
+        value = decode_literal(value)
+    if kind is bool:
+        return isinstance(value, bool), value
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind is float:
+        return _is_number(value), float(value) if _is_number(value) else value
+    if kind is list and isinstance(value, (list, tuple)):
+        items = _coerce_elements(_to_list(value), default if isinstance(default, list) else [])
+        return items is not None, items
+    return False, value
+
+
+def coerce_value(value: Any, default: Any, key: str, source: str) -> Any:
+    """Give a new value for ``key`` the type of its default, like yacs but with clear errors.
+
+    Strings are read as Python literals for non-string keys (``"1e-4"`` -> ``1e-4``,
+    ``"(3, 7, 7)"`` -> ``[3, 7, 7]``), tuples become lists, ints become floats where the default
+    is a float. Keys whose default is None accept None or their type in ``NULLABLE_TYPES``.
+
+    Args:
+        value: The new value (from YAML, an override string or Python).
+        default: The key's default value; its type is the expected type.
+        key: Full dotted key, for the error message.
+        source: Where the value comes from (file path, "opts", ...), for the error message.
+
+    Returns:
+        The value converted to the expected type.
+
+    Raises:
+        ConfigError: If the value cannot have the expected type.
+    """
+    kind = NULLABLE_TYPES.get(key) if default is None else type(default)
+    if kind is None:  # None default without a declared type: anything yacs accepts
+        return value
+    if isinstance(value, str) and default is None and decode_literal(value) is None:
+        return None
+    if value is None and default is None:
+        return None
+    ok, converted = _coerce_to(value, kind, default)
+    if not ok:
+        raise ConfigError(
+            f"{source}: {key}={short_repr(value)} has the wrong type "
+            f"({type(value).__name__}); expected {_expected_name(kind, default)}"
+        )
+    return converted
+
+
+def suggest_keys(key: str, valid_keys: list[str]) -> list[str]:
+    """Guess which valid keys a mistyped key meant.
+
+    Args:
+        key: The unknown full key, e.g. ``"MVIT.DEPHT"``.
+        valid_keys: Full keys (and section names) of the schema.
+
+    Returns:
+        Up to three keys: the same name in another section first, then close spellings.
+    """
+    name = key.rsplit(".", 1)[-1]
+    same_name = [k for k in valid_keys if k.rsplit(".", 1)[-1] == name]
+    close = difflib.get_close_matches(key, valid_keys, n=3, cutoff=0.75)
+    return list(dict.fromkeys(same_name + close))[:3]
+
+
+def unknown_key_message(source: str, key: str, valid_keys: list[str]) -> str:
+    """Build the error message for a key the schema does not have.
+
+    Args:
+        source: Where the key was found (file path, "opts", ...).
+        key: The unknown full key.
+        valid_keys: Full keys (and section names) of the schema.
+
+    Returns:
+        One line naming the source and key, with the closest valid keys when there are any.
+    """
+    guesses = suggest_keys(key, valid_keys)
+    if guesses:
+        return f"{source}: unknown config key {key}; did you mean {' or '.join(guesses)}?"
+    return (
+        f"{source}: unknown config key {key}; remove it (valid keys: mvit_video/config/defaults.py)"
+    )
+
+
+def _check_types(cfg: CfgNode, source: str) -> None:
+    """Every key exists in the schema and already has its default's type (no strings for
+    numbers, no None outside nullable keys)."""
+    defaults = dict(iter_leaves(get_cfg()))
+    for key, value in iter_leaves(cfg):
+        if key not in defaults:
+            raise ConfigError(unknown_key_message(source, key, list(defaults)))
+        default = defaults[key]
+        loose = (isinstance(value, str) and not isinstance(default, str)) or (
+            value is None and default is not None
+        )
+        if loose:
+            kind = NULLABLE_TYPES.get(key, type(default))
+            raise ConfigError(
+                f"{source}: {key}={short_repr(value)} has the wrong type "
+                f"({type(value).__name__}); expected {_expected_name(kind, default)}"
+            )
+        coerce_value(value, default, key, source)
+
+
+# --------------------------------------------------------------------------------------------
+# Rules
+# --------------------------------------------------------------------------------------------
+
+
+def _fail(source: str, key: str, value: Any, problem: str) -> None:
+    raise ConfigError(f"{source}: {key}={short_repr(value)} {problem}")
+
+
+def _fail_entry(source: str, key: str, entry: Any, problem: str) -> None:
+    raise ConfigError(f"{source}: {key} entry {short_repr(entry)} {problem}")
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_int_list(source: str, key: str, value: Any, length: int, minimum: int) -> None:
+    if not isinstance(value, (list, tuple)) or len(value) != length:
+        _fail(source, key, value, f"must be a list of {length} ints")
+    if not all(_is_int(v, minimum) for v in value):
+        _fail(source, key, value, f"must contain ints >= {minimum}")
+
+
+def _check_patch(cfg: CfgNode, source: str) -> None:
+    """Patch kernel/stride/padding: 3 ints, or 2 when MVIT.PATCH_2D."""
+    length = 2 if cfg.MVIT.PATCH_2D else 3
+    hint = " (MVIT.PATCH_2D=True uses [h, w])" if cfg.MVIT.PATCH_2D else ""
+    for name, minimum in (("PATCH_KERNEL", 1), ("PATCH_STRIDE", 1), ("PATCH_PADDING", 0)):
+        value = cfg.MVIT[name]
+        if not isinstance(value, (list, tuple)) or len(value) != length:
+            _fail(source, f"MVIT.{name}", value, f"must be a list of {length} ints{hint}")
+        if not all(_is_int(v, minimum) for v in value):
+            _fail(source, f"MVIT.{name}", value, f"must contain ints >= {minimum}")
+
+
+def _check_input_size(cfg: CfgNode, source: str) -> None:
+    """Crops divide by the spatial patch stride; clip length by the temporal one."""
+    stride = list(cfg.MVIT.PATCH_STRIDE)
+    spatial = math.lcm(stride[-2], stride[-1])
+    for name in ("TRAIN_CROP_SIZE", "TEST_CROP_SIZE"):
+        size = cfg.DATA[name]
+        if not _is_int(size, 1):
+            _fail(source, f"DATA.{name}", size, "must be a positive int")
+        if size % spatial:
+            _fail(
+                source,
+                f"DATA.{name}",
+                size,
+                f"is not divisible by the patch stride {spatial} (MVIT.PATCH_STRIDE={stride}); "
+                f"use a multiple of {spatial}",
+            )
+    frames = cfg.DATA.NUM_FRAMES
+    if not _is_int(frames, 1):
+        _fail(source, "DATA.NUM_FRAMES", frames, "must be a positive int")
+    if not cfg.MVIT.PATCH_2D and frames % stride[0]:
+        _fail(
+            source,
+            "DATA.NUM_FRAMES",
+            frames,
+            f"is not divisible by the temporal patch stride {stride[0]} "
+            f"(MVIT.PATCH_STRIDE={stride}); use a multiple of {stride[0]}",
+        )
+
+
+def _check_layer_index(source: str, key: str, entry: Any, depth: int) -> None:
+    layer = entry[0]
+    if not _is_int(layer, 0) or layer >= depth:
+        _fail_entry(
+            source,
+            key,
+            entry,
+            f"has layer index {short_repr(layer)}; use an int in 0..{depth - 1} "
+            f"(MVIT.DEPTH={depth})",
+        )
+
+
+def _check_multipliers(cfg: CfgNode, source: str) -> None:
+    """DIM_MUL / HEAD_MUL entries are [layer, multiplier] with a layer < MVIT.DEPTH."""
+    for name in ("DIM_MUL", "HEAD_MUL"):
+        key = f"MVIT.{name}"
+        for entry in cfg.MVIT[name]:
+            if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+                _fail_entry(source, key, entry, "is not [layer, multiplier]; write e.g. [1, 2.0]")
+            _check_layer_index(source, key, entry, cfg.MVIT.DEPTH)
+            if not _is_number(entry[1]) or entry[1] <= 0:
+                _fail_entry(source, key, entry, "has a multiplier that is not a positive number")
+
+
+def _check_pool_strides(cfg: CfgNode, source: str) -> None:
+    """POOL_Q_STRIDE / POOL_KV_STRIDE entries are [layer, st, sh, sw]."""
+    for name in ("POOL_Q_STRIDE", "POOL_KV_STRIDE"):
+        key = f"MVIT.{name}"
+        for entry in cfg.MVIT[name]:
+            if not isinstance(entry, (list, tuple)) or len(entry) != 4:
+                _fail_entry(
+                    source, key, entry, "is not [layer, st, sh, sw]; write e.g. [1, 1, 2, 2]"
+                )
+            _check_layer_index(source, key, entry, cfg.MVIT.DEPTH)
+            if not all(_is_int(s, 1) for s in entry[1:]):
+                _fail_entry(source, key, entry, "has strides that are not ints >= 1")
+
+
+def _check_pool_kernels(cfg: CfgNode, source: str) -> None:
+    """POOL_KV_STRIDE_ADAPTIVE / POOL_KVQ_KERNEL: None or [t, h, w]."""
+    for name in ("POOL_KV_STRIDE_ADAPTIVE", "POOL_KVQ_KERNEL"):
+        value = cfg.MVIT[name]
+        if value is not None:
+            _check_int_list(source, f"MVIT.{name}", value, 3, 1)
+
+
+def _check_architecture(cfg: CfgNode, source: str) -> None:
+    """Pooling mode, norm, depth, width/heads and the class count."""
+    mvit = cfg.MVIT
+    if mvit.MODE not in _POOL_MODES:
+        _fail(source, "MVIT.MODE", mvit.MODE, f"is not one of {', '.join(_POOL_MODES)}")
+    if mvit.NORM != "layernorm":
+        _fail(source, "MVIT.NORM", mvit.NORM, "is not supported; use layernorm")
+    for name in ("DEPTH", "EMBED_DIM", "NUM_HEADS"):
+        if not _is_int(mvit[name], 1):
+            _fail(source, f"MVIT.{name}", mvit[name], "must be an int >= 1")
+    if mvit.EMBED_DIM % mvit.NUM_HEADS:
+        _fail(
+            source,
+            "MVIT.EMBED_DIM",
+            mvit.EMBED_DIM,
+            f"is not divisible by MVIT.NUM_HEADS={mvit.NUM_HEADS}; "
+            f"use a multiple of {mvit.NUM_HEADS}",
+        )
+    if not _is_int(cfg.MODEL.NUM_CLASSES, 1):
+        _fail(source, "MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES, "must be an int >= 1")
+
+
+def _check_rates(cfg: CfgNode, source: str) -> None:
+    """Drop rates lie in [0, 1)."""
+    for key in ("MVIT.DROPPATH_RATE", "MVIT.DROPOUT_RATE", "MODEL.DROPOUT_RATE"):
+        section, name = key.split(".")
+        value = cfg[section][name]
+        if not _is_number(value) or not 0.0 <= value < 1.0:
+            _fail(source, key, value, "must be in [0, 1)")
+
+
+def _check_normalisation(cfg: CfgNode, source: str) -> None:
+    """DATA.MEAN / DATA.STD have one value per RGB channel; STD is positive."""
+    for name in ("MEAN", "STD"):
+        value = cfg.DATA[name]
+        if not isinstance(value, (list, tuple)) or len(value) != 3:
+            _fail(source, f"DATA.{name}", value, "must have 3 values (R, G, B)")
+    if not all(_is_number(v) and v > 0 for v in cfg.DATA.STD):
+        _fail(source, "DATA.STD", cfg.DATA.STD, "must be positive")
+
+
+def _check_testing(cfg: CfgNode, source: str) -> None:
+    """Multi-view test settings."""
+    if cfg.TEST.NUM_SPATIAL_CROPS not in (1, 3):
+        _fail(source, "TEST.NUM_SPATIAL_CROPS", cfg.TEST.NUM_SPATIAL_CROPS, "must be 1 or 3")
+    if not _is_int(cfg.TEST.NUM_ENSEMBLE_VIEWS, 1):
+        _fail(source, "TEST.NUM_ENSEMBLE_VIEWS", cfg.TEST.NUM_ENSEMBLE_VIEWS, "must be >= 1")
+    if cfg.DATA.ENSEMBLE_METHOD not in _ENSEMBLE_METHODS:
+        _fail(source, "DATA.ENSEMBLE_METHOD", cfg.DATA.ENSEMBLE_METHOD, "must be sum or max")
+
+
+def _check_toolkit(cfg: CfgNode, source: str) -> None:
+    """Toolkit keys: precision, bad-video budget, demo."""
+    if cfg.TRAIN.PRECISION not in _PRECISIONS:
+        _fail(source, "TRAIN.PRECISION", cfg.TRAIN.PRECISION, f"must be one of {_PRECISIONS}")
+    if cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.PRECISION == "fp32":
+        _fail(
+            source,
+            "TRAIN.MIXED_PRECISION",
+            True,
+            "contradicts TRAIN.PRECISION='fp32'; set TRAIN.PRECISION to fp16 or bf16",
+        )
+    if not 0.0 <= cfg.DATA.MAX_BAD_FRACTION <= 1.0:
+        _fail(source, "DATA.MAX_BAD_FRACTION", cfg.DATA.MAX_BAD_FRACTION, "must be in [0, 1]")
+    if not _is_int(cfg.DEMO.TOPK, 1):
+        _fail(source, "DEMO.TOPK", cfg.DEMO.TOPK, "must be >= 1")
+    if not _is_int(cfg.DEMO.STRIDE, 0):
+        _fail(source, "DEMO.STRIDE", cfg.DEMO.STRIDE, "must be >= 0")
+
+
+_RULES: tuple[Callable[[CfgNode, str], None], ...] = (
+    _check_types,
+    _check_patch,
+    _check_input_size,
+    _check_architecture,
+    _check_multipliers,
+    _check_pool_strides,
+    _check_pool_kernels,
+    _check_rates,
+    _check_normalisation,
+    _check_testing,
+    _check_toolkit,
+)
+
+
+def validate(cfg: CfgNode, source: str = "config") -> CfgNode:
+    """Check a config for wrong types and impossible values; the config is not modified.
+
+    Args:
+        cfg: A config from ``get_cfg()`` / ``load_config()``, possibly edited in Python.
+        source: Name used at the start of error messages (usually the YAML path).
+
+    Returns:
+        ``cfg`` itself, so calls can be chained.
+
+    Raises:
+        ConfigError: On the first problem found, with a one-line message naming key and value.
+    """
+    for rule in _RULES:
+        rule(cfg, source)
+    return cfg

@@ -1,0 +1,88 @@
+"""The one place that reads the root config for models: ``cfg -> MViTConfig -> MViT``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import ConfigError
+from .mvit import MViT, MViTConfig
+
+_SUPPORTED_ARCHS = ("mvit",)
+
+
+def _as_tuple(value) -> tuple:
+    return tuple(value) if value is not None else None
+
+
+def _check_supported(cfg) -> None:
+    """Options PySlowFast has that this toolkit does not build (yet): one clear line each."""
+    if str(cfg.MODEL.ARCH).lower() not in _SUPPORTED_ARCHS:
+        raise ConfigError(f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; use one of {list(_SUPPORTED_ARCHS)}")
+    unsupported = {
+        "MVIT.POOL_FIRST": cfg.MVIT.POOL_FIRST,
+        "MVIT.USE_FIXED_SINCOS_POS": cfg.MVIT.USE_FIXED_SINCOS_POS,
+    }
+    for key, value in unsupported.items():
+        if value:
+            raise ConfigError(f"{key}={value} is not supported by mvit_video; set it to False")
+    if cfg.MVIT.MODE == "conv_unshared":
+        raise ConfigError("MVIT.MODE='conv_unshared' is not supported by mvit_video; use 'conv', 'avg' or 'max'")
+
+
+def mvit_config_from_cfg(cfg) -> MViTConfig:
+    """Translates a root config (PySlowFast vocabulary) into typed model arguments.
+
+    Args:
+        cfg: a config from ``mvit_video.config.load_config`` / ``get_cfg``.
+
+    Returns:
+        The ``MViTConfig`` the config describes.
+    """
+    _check_supported(cfg)
+    m = cfg.MVIT
+    return MViTConfig(
+        num_classes=cfg.MODEL.NUM_CLASSES,
+        input_size=(cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE),
+        in_chans=cfg.DATA.INPUT_CHANNEL_NUM[0],
+        patch_2d=m.PATCH_2D,
+        patch_kernel=_as_tuple(m.PATCH_KERNEL),
+        patch_stride=_as_tuple(m.PATCH_STRIDE),
+        patch_padding=_as_tuple(m.PATCH_PADDING),
+        embed_dim=m.EMBED_DIM,
+        num_heads=m.NUM_HEADS,
+        depth=m.DEPTH,
+        mlp_ratio=m.MLP_RATIO,
+        qkv_bias=m.QKV_BIAS,
+        dim_mul=[list(e) for e in m.DIM_MUL],
+        head_mul=[list(e) for e in m.HEAD_MUL],
+        pool_q_stride=[list(e) for e in m.POOL_Q_STRIDE],
+        pool_kv_stride=[list(e) for e in m.POOL_KV_STRIDE],
+        pool_kv_stride_adaptive=_as_tuple(m.POOL_KV_STRIDE_ADAPTIVE),
+        pool_kvq_kernel=_as_tuple(m.POOL_KVQ_KERNEL),
+        pool_mode=m.MODE,
+        separate_qkv=m.SEPARATE_QKV,
+        cls_embed=m.CLS_EMBED_ON,
+        use_mean_pooling=m.USE_MEAN_POOLING,
+        use_abs_pos=m.USE_ABS_POS,
+        sep_pos_embed=m.SEP_POS_EMBED,
+        rel_pos_spatial=m.REL_POS_SPATIAL,
+        rel_pos_temporal=m.REL_POS_TEMPORAL,
+        rel_pos_zero_init=m.REL_POS_ZERO_INIT,
+        residual_pooling=m.RESIDUAL_POOLING,
+        dim_mul_in_att=m.DIM_MUL_IN_ATT,
+        drop_path_rate=m.DROPPATH_RATE,
+        drop_rate=m.DROPOUT_RATE,
+        head_dropout=cfg.MODEL.DROPOUT_RATE,
+        layer_scale_init_value=m.LAYER_SCALE_INIT_VALUE,
+        head_init_scale=m.HEAD_INIT_SCALE,
+        norm_stem=m.NORM_STEM,
+        act_checkpoint=cfg.MODEL.ACT_CHECKPOINT,
+    )
+
+
+def build_model(cfg) -> nn.Module:
+    """Builds the model a config describes: a plain ``nn.Module`` on CPU, randomly initialised.
+
+    No weights are loaded, nothing is moved to a device or wrapped for distribution: callers do that.
+    """
+    return MViT(mvit_config_from_cfg(cfg))
