@@ -55,6 +55,8 @@ class MViTConfig:
         head_init_scale: scales the classifier's initial weights.
         norm_stem: LayerNorm right after patch embedding.
         norm_eps: LayerNorm epsilon.
+        pool_norm_eps: epsilon of the Q/K/V pooling norms when it differs from ``norm_eps`` (pytorchvideo's
+            MViT uses 1e-5 there).
         act_checkpoint: recompute each block in backward (activation checkpointing) to save memory.
     """
 
@@ -94,6 +96,7 @@ class MViTConfig:
     head_init_scale: float = 1.0
     norm_stem: bool = False
     norm_eps: float = 1e-6
+    pool_norm_eps: Optional[float] = None
     act_checkpoint: bool = False
 
     def replace(self, **changes) -> "MViTConfig":
@@ -196,7 +199,7 @@ class MultiScaleBlock(nn.Module):
             spec.dim, att_dim, spec.input_size, spec.num_heads, cfg.qkv_bias,
             spec.kernel_q, spec.kernel_kv, spec.stride_q, spec.stride_kv, cfg.pool_mode, cfg.cls_embed,
             cfg.rel_pos_spatial, cfg.rel_pos_temporal, cfg.rel_pos_zero_init, cfg.residual_pooling,
-            cfg.separate_qkv, cfg.drop_rate, cfg.norm_eps,
+            cfg.separate_qkv, cfg.drop_rate, cfg.norm_eps if cfg.pool_norm_eps is None else cfg.pool_norm_eps,
         )  # fmt: skip
         self.drop_path = DropPath(spec.drop_path) if spec.drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(att_dim, eps=cfg.norm_eps)

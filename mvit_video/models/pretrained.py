@@ -1,0 +1,184 @@
+"""``load_pretrained``: any supported checkpoint into an MViT, with a report of what happened."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Union
+
+import torch
+from iopath.common.file_io import g_pathmgr
+from torch import nn
+
+from .adapt import adapt_state_dict
+from .convert import convert_to_slowfast
+
+logger = logging.getLogger(__name__)
+
+HEAD_KEYS = ("head.projection.weight", "head.projection.bias")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message is one line."""
+
+
+@dataclass
+class LoadReport:
+    """What ``load_pretrained`` did.
+
+    Attributes:
+        source_format: detected layout ("slowfast", "torchvision", ...).
+        missing: model keys the checkpoint did not provide (they keep their initialisation).
+        unexpected: checkpoint keys the model has no place for (ignored).
+        adapted: tensors interpolated or inflated, one note each.
+        head_reinitialized: the classifier was left at its initialisation (class-count mismatch).
+    """
+
+    source_format: str
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    head_reinitialized: bool = False
+
+    def summary(self) -> str:
+        parts = [f"format={self.source_format}", f"missing={len(self.missing)}", f"unexpected={len(self.unexpected)}"]
+        parts.append(f"adapted={len(self.adapted)}")
+        if self.head_reinitialized:
+            parts.append("head re-initialised")
+        return ", ".join(parts)
+
+
+def read_checkpoint(path: Union[str, os.PathLike], trust_checkpoint: bool = False) -> Any:
+    """Loads a checkpoint file onto the CPU without running code from it (weights-only unpickling).
+
+    Args:
+        path: a local path or an iopath URI.
+        trust_checkpoint: allow full unpickling, which can execute code stored in the file. Only for files
+            from a source you trust.
+    """
+    path = os.fspath(path)
+    if not g_pathmgr.exists(path):
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    with g_pathmgr.open(path, "rb") as f:
+        try:
+            return torch.load(f, map_location="cpu", weights_only=not trust_checkpoint)
+        except pickle.UnpicklingError as e:
+            reason = str(e).strip().splitlines()[0][:200]
+            raise CheckpointError(
+                f"{path}: weights-only loading refused this file ({reason}); it stores Python objects that "
+                "would run code when unpickled. If you trust its source, load it with trust_checkpoint=True "
+                "(CLI: --trust-checkpoint)"
+            ) from None
+        except (RuntimeError, EOFError) as e:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0][:200]})") from None
+
+
+def _split_head(state: dict, model_state: Mapping, num_classes_mismatch: str, origin: str) -> bool:
+    """Drops head tensors whose class count differs from the model's (or raises); True if dropped."""
+    if num_classes_mismatch not in ("error", "reinit"):
+        raise ValueError(f"num_classes_mismatch must be 'error' or 'reinit', got {num_classes_mismatch!r}")
+    bias = HEAD_KEYS[1]
+    if bias not in state or state[bias].shape == model_state[bias].shape:
+        return False
+    ckpt, ours = state[bias].shape[0], model_state[bias].shape[0]
+    if num_classes_mismatch == "error":
+        raise CheckpointError(
+            f"{origin}: the checkpoint classifies {ckpt} classes, the model {ours}; to fine-tune with a new "
+            "head pass num_classes_mismatch='reinit', or set MODEL.NUM_CLASSES to the checkpoint's"
+        )
+    for k in HEAD_KEYS:
+        state.pop(k, None)
+    return True
+
+
+def _check_shapes(state: Mapping, model_state: Mapping, origin: str) -> None:
+    wrong = [k for k, v in state.items() if k in model_state and v.shape != model_state[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(
+            f"{origin} does not fit this model ({len(wrong)} tensors differ, e.g. {k} is "
+            f"{list(state[k].shape)} in the checkpoint but {list(model_state[k].shape)} in the model): "
+            "is it another architecture? Use the config or model name the checkpoint was trained with"
+        )
+
+
+def load_pretrained(
+    model: nn.Module,
+    path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]],
+    num_classes_mismatch: str = "error",
+    inflate: str = "average",
+    source_format: str | None = None,
+    trust_checkpoint: bool = False,
+) -> LoadReport:
+    """Loads weights of any supported format into ``model`` (an ``MViT``), adapting what can be adapted.
+
+    Supported: PySlowFast ``.pyth`` (video and image, v1/v2), torchvision ``mvit_v1_b`` / ``mvit_v2_s``,
+    pytorchvideo MViT, timm and the official image MViTv2, and this toolkit's own checkpoints. Relative-position
+    tables and absolute position embeddings are interpolated to the model's input size; 2-D image kernels are
+    inflated to 3-D for video models (``inflate="centre"`` keeps outputs identical on static clips, and then
+    temporal tables the checkpoint lacks start at zero).
+
+    Args:
+        model: the model to fill (its other weights stay as they are).
+        path_or_state_dict: a checkpoint path, or an already loaded checkpoint / state dict.
+        num_classes_mismatch: "error" (default) raises when the classifier sizes differ; "reinit" keeps the
+            model's freshly initialised head.
+        inflate: "average" or "centre", for 2-D -> 3-D kernels.
+        source_format: skip detection and treat the checkpoint as this format.
+        trust_checkpoint: allow full (code-executing) unpickling for files that need it.
+
+    Returns:
+        A ``LoadReport``; its summary is also logged.
+    """
+    origin = os.fspath(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike)) else "checkpoint"
+    obj = read_checkpoint(path_or_state_dict, trust_checkpoint) if origin != "checkpoint" else path_or_state_dict
+    try:
+        state, fmt = convert_to_slowfast(obj, source_format)
+    except ValueError as e:
+        raise CheckpointError(f"{origin}: {e}") from None
+    model_state = model.state_dict()
+    state, notes = adapt_state_dict(state, model_state, tuple(model.patch_dims), inflate)
+    report = LoadReport(fmt, adapted=notes)
+    _check_shapes({k: v for k, v in state.items() if k not in HEAD_KEYS}, model_state, origin)
+    report.head_reinitialized = _split_head(state, model_state, num_classes_mismatch, origin)
+    _check_shapes(state, model_state, origin)
+    if inflate == "centre":
+        report.adapted += _zero_missing_temporal(state, model_state)
+    report.adapted += _match_source_numerics(model, fmt)
+    result = model.load_state_dict(state, strict=False)
+    report.missing = [k for k in result.missing_keys if not (report.head_reinitialized and k in HEAD_KEYS)]
+    report.unexpected = list(result.unexpected_keys)
+    logger.info("loaded %s: %s", origin, report.summary())
+    if report.missing or report.unexpected:
+        logger.warning("missing keys: %s; unexpected keys: %s", report.missing[:10], report.unexpected[:10])
+    return report
+
+
+# LayerNorm epsilon of the Q/K/V pooling norms in libraries that differ from PySlowFast's 1e-6.
+_SOURCE_POOL_NORM_EPS = {"pytorchvideo": 1e-5}
+
+
+def _match_source_numerics(model: nn.Module, fmt: str) -> list[str]:
+    """Sets the pooling-norm epsilon of the library the weights come from, so outputs match it exactly."""
+    eps = _SOURCE_POOL_NORM_EPS.get(fmt)
+    if eps is None or getattr(model, "cfg", None) is None or model.cfg.pool_norm_eps == eps:
+        return []
+    for module in model.modules():
+        for name in ("norm_q", "norm_k", "norm_v"):
+            norm = getattr(module, name, None)
+            if isinstance(norm, nn.LayerNorm):
+                norm.eps = eps
+    model.cfg = model.cfg.replace(pool_norm_eps=eps)
+    return [f"pooling LayerNorm eps set to {eps:g}, as in {fmt}"]
+
+
+def _zero_missing_temporal(state: dict, model_state: Mapping) -> list[str]:
+    """Temporal tables an image checkpoint lacks start at zero, so inflated models equal the image model."""
+    notes = []
+    for key, value in model_state.items():
+        if key not in state and (key.endswith("rel_pos_t") or key.endswith("pos_embed_temporal")):
+            state[key] = torch.zeros_like(value)
+            notes.append(f"{key}: zeros (not in the checkpoint)")
+    return notes

@@ -1,0 +1,42 @@
+"""mvit_video: Multiscale Vision Transformers (MViT, MViTv2) for video understanding."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+INSTALL_REQUIRES = [
+    "torch>=2.2,<3",
+    "torchvision>=0.17,<1",
+    "numpy>=1.26,<3",
+    "fvcore>=0.1.5.post20221221",
+    "iopath>=0.1.10,<0.2",
+    "PyYAML>=6.0",
+    "simplejson>=3.19",
+    "tqdm>=4.66",
+    "av>=12,<19",
+    # decord2 is the maintained build of decord (same `decord` module, current FFmpeg).
+    "decord2>=3.4,<4",
+]
+
+TEST_REQUIRES = [
+    "pytest>=8",
+    # reference implementations for checkpoint-equivalence tests
+    "timm>=1.0,<2",
+    # 0.1.5's models import with current torchvision (its transforms do not; we never import them)
+    "pytorchvideo==0.1.5",
+]
+
+setup(
+    name="mvit_video",
+    version="0.1.0",
+    description="Multiscale Vision Transformers (MViT, MViTv2) for video and image recognition",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mvit_video", "mvit_video.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
+)
