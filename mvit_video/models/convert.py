@@ -54,7 +54,7 @@ _SLOWFAST_TOP_LEVEL = (
 )
 _SLOWFAST_BLOCK_PART = (
     r"(norm1|norm2|proj|mlp\.fc1|mlp\.fc2)\.(weight|bias)"
-    r"|attn\.(qkv|q|k|v|proj)\.(weight|bias)|attn\.norm_[qkv]\.(weight|bias)|attn\.rel_pos_[thw]"
+    r"|attn\.(qkv|q|k|v|proj)\.(weight|bias)|attn\.norm_[qkv]\.(weight|bias)|attn\.rel_pos_[thw]|gamma_[12]"
 )
 _SLOWFAST_POOL = r"blocks\.\d+\.attn\.pool_[qkv]\.(weight|bias)"
 _SLOWFAST_KEY = re.compile(rf"{_SLOWFAST_TOP_LEVEL}|{_SLOWFAST_POOL}|blocks\.\d+\.({_SLOWFAST_BLOCK_PART})")

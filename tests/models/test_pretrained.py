@@ -37,6 +37,14 @@ def test_own_checkpoint_and_ddp_prefix():
     assert torch.equal(target.blocks[1].attn.rel_pos_t, source.blocks[1].attn.rel_pos_t)
 
 
+def test_layer_scale_and_norm_stem_round_trip():
+    source = MViT(tiny_v2(layer_scale_init_value=0.1, norm_stem=True))
+    target = MViT(tiny_v2(layer_scale_init_value=0.5, norm_stem=True))
+    report = load_pretrained(target, {"model_state": source.state_dict(), "mvit_video_version": "0.1.0"})
+    assert report.missing == [] and report.unexpected == []
+    assert torch.equal(target.blocks[0].gamma_1, torch.full((16,), 0.1))
+
+
 def test_weights_only_refuses_pickled_objects_with_one_clear_line(tmp_path):
     path = tmp_path / "deit_style.pth"
     torch.save({"model": MViT(tiny_v2()).state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
