@@ -263,7 +263,7 @@ def _add_data_sampling(cfg: CfgNode) -> None:
     cfg.DATA.INV_UNIFORM_SAMPLE = False
     cfg.DATA.TRAIN_CROP_NUM_TEMPORAL = 1
     cfg.DATA.TRAIN_CROP_NUM_SPATIAL = 1
-    cfg.DATA.DECODING_BACKEND = "decord"  # toolkit default (PySlowFast: "torchvision")
+    cfg.DATA.DECODING_BACKEND = "pyav"  # toolkit default, the fastest exact reader measured (docs/benchmarks.md); PySlowFast: "torchvision"
     cfg.DATA.DECODING_SHORT_SIZE = 256
     cfg.DATA.MAX_BAD_FRACTION = 0.05  # toolkit: abort when more videos than this fail to decode
     cfg.DATA.MULTI_LABEL = False

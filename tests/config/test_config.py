@@ -123,7 +123,7 @@ def test_mvit_section_has_exactly_the_pyslowfast_keys() -> None:
         ("OUTPUT_DIR", "."),
         ("DIST_BACKEND", "nccl"),
         # Toolkit keys.
-        ("DATA.DECODING_BACKEND", "decord"),
+        ("DATA.DECODING_BACKEND", "pyav"),
         ("DATA.MAX_BAD_FRACTION", 0.05),
         ("MODEL.COMPILE", False),
         ("TRAIN.PRECISION", "fp32"),
@@ -164,7 +164,7 @@ def test_every_pyslowfast_yaml_loads(path: Path) -> None:
     cfg = load_quietly(path)
     assert cfg.is_frozen()
     assert cfg.MODEL.ARCH == "mvit"
-    assert cfg.DATA.DECODING_BACKEND in ("torchvision", "decord")
+    assert cfg.DATA.DECODING_BACKEND in ("torchvision", "pyav")
 
 
 REPO_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("**/*.yaml"))

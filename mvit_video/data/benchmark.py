@@ -1,0 +1,273 @@
+"""Data-loading throughput: our loaders per backend against PySlowFast's PyAV decoding path.
+
+Everything runs in the calling process on one thread unless a DataLoader with workers is asked for, so the
+per-worker numbers are "clips per second per core".
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import av
+import numpy as np
+import torch
+
+from .decode import open_video
+from .kinetics import ClipDataset, ClipSampling, DecodeOptions, MultiViewDataset, frames_to_clip
+from .records import VideoRecord
+from .sampling import spatial_crop_offsets
+from .transforms import crop, normalize, short_side_resize
+
+
+@dataclass
+class Measurement:
+    """One row of the benchmark table."""
+
+    name: str
+    backend: str
+    mode: str
+    workers: int
+    clips: int
+    seconds: float
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.clips / self.seconds if self.seconds > 0 else float("nan")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "clips_per_s": round(self.clips_per_s, 3)}
+
+
+def _start_end(num_frames: float, clip_size: float, clip_idx: int, num_clips: int, use_offset: bool, rng) -> tuple:
+    """PySlowFast's start/end frame of a clip (clip_idx -1: random, training)."""
+    delta = max(num_frames - clip_size, 0)
+    if clip_idx == -1:
+        start = rng.uniform(0, delta)
+    elif use_offset:
+        start = math.floor(delta / 2) if num_clips == 1 else clip_idx * math.floor(delta / (num_clips - 1))
+    else:
+        start = delta * clip_idx / num_clips
+    return start, start + clip_size - 1
+
+
+def pyslowfast_pyav_clip(
+    path: str, num_frames: int, sampling_rate: int, target_fps: float, clip_idx: int, num_clips: int,
+    use_offset: bool, rng: random.Random,
+) -> torch.Tensor:  # fmt: skip
+    """Decodes one clip the way PySlowFast's PyAV reader does (the baseline): seek by timestamp to the clip's
+    start, decode every frame up to its end, then pick ``num_frames`` evenly. Returns (T, H, W, 3) uint8.
+
+    Kept only for measurement: it maps timestamps to frame numbers with the average frame rate, which returns
+    wrong frames on variable-frame-rate files.
+    """
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        # PySlowFast leaves PyAV's thread settings at their defaults (DATA_LOADER.ENABLE_MULTI_THREAD_DECODE off)
+        fps = float(stream.average_rate)
+        total, duration = stream.frames, stream.duration
+        decode_all = not duration or not total
+        start_pts, end_pts = 0, math.inf
+        if not decode_all:
+            clip_size = max(1.0, math.ceil(sampling_rate * (num_frames - 1) / target_fps * fps))
+            start, end = _start_end(total, clip_size, clip_idx, num_clips, use_offset, rng)
+            timebase = duration / total
+            start_pts, end_pts = int(start * timebase), int(end * timebase)
+        container.seek(max(start_pts - 1024, 0), any_frame=False, backward=True, stream=stream)
+        frames = {}
+        for frame in container.decode(video=0):
+            if frame.pts < start_pts:
+                continue
+            frames[frame.pts] = frame
+            if frame.pts > end_pts:
+                break
+        rgb = torch.from_numpy(np.stack([frames[p].to_rgb().to_ndarray() for p in sorted(frames)]))
+    clip_size = sampling_rate * num_frames / target_fps * fps
+    idx, n = (clip_idx, num_clips) if decode_all else (0, 1)
+    start, end = _start_end(rgb.shape[0], clip_size, idx, n, use_offset, rng)
+    index = torch.linspace(start, end, num_frames).clamp(0, rgb.shape[0] - 1).long()
+    return rgb[index]
+
+
+def _timed(name: str, backend: str, mode: str, workers: int, run: Callable[[], int]) -> Measurement:
+    begin = time.perf_counter()
+    clips = run()
+    return Measurement(name, backend, mode, workers, clips, time.perf_counter() - begin)
+
+
+def _train_frames(record: VideoRecord, sampling: ClipSampling, decode: DecodeOptions, rng) -> torch.Tensor:
+    """Our reader: the frames of one random training clip, (T, C, H, W) uint8."""
+    with open_video(record.path, decode.backend, decode.num_threads) as reader:
+        return frames_to_clip(reader.get_frames(sampling.train_indices(reader.num_frames, reader.fps, rng)))
+
+
+def _pyslowfast_train_frames(record: VideoRecord, sampling: ClipSampling, rng) -> torch.Tensor:
+    return frames_to_clip(pyslowfast_pyav_clip(
+        record.path, sampling.num_frames, sampling.sampling_rate, sampling.target_fps, -1, 1, sampling.use_offset, rng
+    ))  # fmt: skip
+
+
+def _test_frames(record: VideoRecord, dataset: MultiViewDataset, per_view: bool) -> int:
+    """Decodes the frames of all temporal views (one request, or one open + request per view); returns views."""
+    requests = range(dataset.num_clips) if per_view else [None]
+    for only in requests:
+        with open_video(record.path, dataset.decode.backend, dataset.decode.num_threads) as reader:
+            clips = dataset.sampling.test_indices(reader.num_frames, reader.fps, dataset.num_clips)
+            clips = clips if only is None else clips[only : only + 1]
+            reader.get_frames(sorted({i for clip in clips for i in clip}))
+    return dataset.num_views
+
+
+def _pyslowfast_test_views(record: VideoRecord, dataset: MultiViewDataset, rng, full: bool) -> int:
+    """PySlowFast's test path: one PyAV decode per temporal view (then, if ``full``, our resize/crop/normalise)."""
+    sampling, views = dataset.sampling, 0
+    for clip_idx in range(dataset.num_clips):
+        frames = frames_to_clip(pyslowfast_pyav_clip(
+            record.path, sampling.num_frames, sampling.sampling_rate, sampling.target_fps, clip_idx,
+            dataset.num_clips, sampling.use_offset, rng,
+        ))  # fmt: skip
+        if full:
+            frames = short_side_resize(frames, dataset.crop_size, dataset.interpolation)
+            for y0, x0 in spatial_crop_offsets(frames.shape[2], frames.shape[3], dataset.crop_size, dataset.num_crops):
+                normalize(crop(frames, y0, x0, dataset.crop_size), dataset.mean, dataset.std)
+        views += dataset.num_crops
+    return views
+
+
+def measure_train(train: ClipDataset, num_videos: int, baseline: bool) -> list[Measurement]:
+    """Training clips: decoding only, and the whole item (decode + augment), ours and PySlowFast's."""
+    records, rng, backend = train.records[:num_videos], random.Random(0), train.decode.backend
+    rows = [
+        _timed("train decode", backend, "train", 0,
+               lambda: sum(1 for r in records if _train_frames(r, train.sampling, train.decode, rng) is not None)),
+        _timed("train item", backend, "train", 0, lambda: sum(1 for i in range(len(records)) if train[i])),
+    ]  # fmt: skip
+    if baseline:
+        rows += [
+            _timed("pyslowfast train decode", "pyav", "train", 0,
+                   lambda: sum(1 for r in records if _pyslowfast_train_frames(r, train.sampling, rng) is not None)),
+            _timed("pyslowfast train item", "pyav", "train", 0,
+                   lambda: sum(1 for r in records if train.transform(_pyslowfast_train_frames(r, train.sampling, rng), rng) is not None)),
+        ]  # fmt: skip
+    return rows
+
+
+def measure_test(test: MultiViewDataset, num_videos: int, baseline: bool) -> list[Measurement]:
+    """Test views (clips = views): decoding only and whole items, decoded once per video vs once per view."""
+    records, backend = test.records[:num_videos], test.decode.backend
+    rows = [
+        _timed("test decode, once", backend, "test", 0, lambda: sum(_test_frames(r, test, False) for r in records)),
+        _timed("test decode, per view", backend, "test", 0, lambda: sum(_test_frames(r, test, True) for r in records)),
+        _timed("test item, once", backend, "test", 0, lambda: sum(test[i]["video"].shape[0] for i in range(len(records)))),
+        _timed("test item, per view", backend, "test", 0,
+               lambda: sum(test.views(r, c).shape[0] for r in records for c in range(test.num_clips))),
+    ]  # fmt: skip
+    if baseline:
+        rng = random.Random(0)
+        rows += [
+            _timed("pyslowfast test decode", "pyav", "test", 0,
+                   lambda: sum(_pyslowfast_test_views(r, test, rng, False) for r in records)),
+            _timed("pyslowfast test item", "pyav", "test", 0,
+                   lambda: sum(_pyslowfast_test_views(r, test, rng, True) for r in records)),
+        ]  # fmt: skip
+    return rows
+
+
+def measure_loader(loader: torch.utils.data.DataLoader, num_batches: int, backend: str, split: str) -> Measurement:
+    """Clips (test: views) per second through a DataLoader with worker processes, total over the workers."""
+
+    def run() -> int:
+        clips = 0
+        for b, batch in enumerate(loader):
+            video = batch["video"]
+            clips += video.shape[0] * (video.shape[1] if video.ndim == 6 else 1)
+            if b + 1 >= num_batches:
+                break
+        return clips
+
+    return _timed(f"{split} DataLoader", backend, split, loader.num_workers, run)
+
+
+def run_benchmark(cfg, backends: Sequence[str], workers: int, num_videos: int, baseline: bool = True) -> list[Measurement]:
+    """Measures the train and test data paths of a config for each backend, and PySlowFast's PyAV path.
+
+    Args:
+        cfg: a loaded config (its DATA.* describe the dataset, clips and augmentation).
+        backends: decoder backends to compare.
+        workers: also measure a training DataLoader with this many worker processes (0: skip).
+        num_videos: videos per measurement.
+        baseline: include PySlowFast's PyAV decoding path (measured once, it does not depend on the backend).
+    """
+    from .loader import build_dataset, build_loader
+
+    rows = []
+    for n, backend in enumerate(backends):
+        run_cfg = cfg.clone()
+        run_cfg.defrost()
+        run_cfg.DATA.DECODING_BACKEND = backend
+        train, test = build_dataset(run_cfg, "train"), build_dataset(run_cfg, "test")
+        train.num_samples = 1
+        rows += measure_train(train, num_videos, baseline and n == 0)
+        rows += measure_test(test, num_videos, baseline and n == 0)
+        if workers > 0:
+            run_cfg.DATA_LOADER.NUM_WORKERS = workers
+            for split in ("train", "test"):
+                loader = build_loader(run_cfg, split)
+                rows.append(measure_loader(loader, max(1, num_videos // loader.batch_size), backend, split))
+    return rows
+
+
+def format_table(rows: Sequence[Measurement]) -> str:
+    """The measurements as an aligned text table."""
+    lines = [f"{'measurement':<26}{'backend':<12}{'mode':<7}{'workers':>8}{'clips':>7}{'seconds':>9}{'clips/s':>9}"]
+    for r in rows:
+        lines.append(
+            f"{r.name:<26}{r.backend:<12}{r.mode:<7}{r.workers:>8}{r.clips:>7}{r.seconds:>9.2f}{r.clips_per_s:>9.2f}"
+        )
+    return "\n".join(lines)
+
+
+def _source_frames(path: str, size: tuple[int, int]) -> list[np.ndarray]:
+    """All frames of a source video, resized (short side) and centre-cropped to ``size`` = (height, width)."""
+    height, width = size
+    frames = []
+    with av.open(path) as container:
+        for frame in container.decode(video=0):
+            scale = max(height / frame.height, width / frame.width)
+            w, h = max(width, round(frame.width * scale)), max(height, round(frame.height * scale))
+            rgb = frame.reformat(width=w, height=h, format="rgb24").to_ndarray()
+            y0, x0 = (h - height) // 2, (w - width) // 2
+            frames.append(rgb[y0 : y0 + height, x0 : x0 + width])
+    return frames
+
+
+def make_benchmark_videos(
+    out_dir: str, sources: Sequence[str], num_videos: int = 20, size: tuple[int, int] = (256, 340),
+    seconds: float = 10.0, fps: int = 30, gop: int = 250,
+) -> list[str]:  # fmt: skip
+    """Kinetics-like test material from real footage: ``num_videos`` clips of ``seconds`` at ``fps``, H.264
+    with keyframe interval ``gop`` (x264's default 250 is what most downloaded Kinetics files have), each
+    starting at another frame of the (looped) sources. Writes ``train.csv`` and ``test.csv`` (label 0).
+    """
+    import os
+
+    from .toy import write_video
+
+    os.makedirs(out_dir, exist_ok=True)
+    pools = [_source_frames(s, size) for s in sources]
+    length = int(seconds * fps)
+    paths = []
+    for n in range(num_videos):
+        pool = pools[n % len(pools)]
+        start = (n * 37) % len(pool)
+        frames = [pool[(start + i) % len(pool)] for i in range(length)]
+        path = os.path.join(out_dir, f"clip_{n:03d}.mp4")
+        write_video(path, frames, fps, options={"crf": "23", "preset": "veryfast", "g": str(gop), "bf": "2", "x264-params": "scenecut=0"})
+        paths.append(path)
+    for split in ("train", "test"):
+        with open(os.path.join(out_dir, f"{split}.csv"), "w") as f:
+            f.writelines(f"{os.path.basename(p)} 0\n" for p in paths)
+    return paths

@@ -1,0 +1,210 @@
+"""Video datasets for Kinetics-style CSV splits and Something-Something v2.
+
+``ClipDataset`` (training): one randomly sampled, augmented clip per item (``num_samples`` > 1 decodes once and
+augments several times: repeated augmentation). ``MultiViewDataset`` (validation and test): one item per video
+carrying all its temporal x spatial views, decoded once. Unreadable videos are recorded in a ``BadVideoLog``:
+training replaces them with another sample, evaluation marks the item ``valid=False``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from .badfiles import BadVideoLog, load_or_replace
+from .decode import VideoDecodeError, open_video
+from .records import VideoRecord
+from .sampling import spatial_crop_offsets, test_clip_indices, train_clip_indices, uniform_segment_indices
+from .transforms import normalize_, short_side_resize
+
+# (T, C, H, W) uint8 clip and a random source -> (C, T, H, W) float clip
+ClipTransform = Callable[[torch.Tensor, random.Random], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ClipSampling:
+    """Which frames make a clip.
+
+    Attributes:
+        num_frames: frames per clip (``DATA.NUM_FRAMES``).
+        sampling_rate: stride between them at ``target_fps`` (``DATA.SAMPLING_RATE``).
+        target_fps: frame rate the stride refers to (``DATA.TARGET_FPS``); rescaled to each video's fps.
+        uniform: sample one frame per equal segment of the whole video instead (the SSv2 recipe).
+        use_offset: test-clip placement (``DATA.USE_OFFSET_SAMPLING``).
+    """
+
+    num_frames: int
+    sampling_rate: int
+    target_fps: float = 30.0
+    uniform: bool = False
+    use_offset: bool = False
+
+    def train_indices(self, num_video_frames: int, fps: float, rng: random.Random) -> list[int]:
+        if self.uniform:
+            return uniform_segment_indices(num_video_frames, self.num_frames, train=True, rng=rng)
+        return train_clip_indices(num_video_frames, self.num_frames, self.sampling_rate, fps, self.target_fps, rng)
+
+    def test_indices(self, num_video_frames: int, fps: float, num_clips: int) -> list[list[int]]:
+        if self.uniform:
+            return [uniform_segment_indices(num_video_frames, self.num_frames, train=False)] * num_clips
+        return test_clip_indices(
+            num_video_frames, self.num_frames, self.sampling_rate, fps, self.target_fps, num_clips, self.use_offset
+        )
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How videos are opened: backend name and decoder threads per reader."""
+
+    backend: str = "decord"
+    num_threads: int = 1
+
+
+def frames_to_clip(frames: torch.Tensor) -> torch.Tensor:
+    """Decoder output (T, H, W, 3) uint8 -> (T, 3, H, W) uint8, the layout the transforms use."""
+    return frames.permute(0, 3, 1, 2)
+
+
+class ClipDataset(Dataset):
+    """Training clips: random temporal position, augmented by ``transform``; bad videos replaced.
+
+    Args:
+        records: the split's videos.
+        sampling: clip sampling rule.
+        transform: augmentation + normalisation of one clip.
+        bad_log: where unreadable videos are recorded.
+        decode: backend options.
+        num_samples: clips per decoded video (``AUG.NUM_SAMPLE``); items then hold (N, C, T, H, W).
+        seed: base of the per-item random streams (with the epoch and index, so any worker draws the same).
+        max_retries: other videos tried after a bad one before giving up.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        sampling: ClipSampling,
+        transform: ClipTransform,
+        bad_log: BadVideoLog,
+        decode: DecodeOptions = DecodeOptions(),
+        num_samples: int = 1,
+        seed: int = 0,
+        max_retries: int = 10,
+    ) -> None:
+        self.records = list(records)
+        self.sampling, self.transform, self.bad_log, self.decode = sampling, transform, bad_log, decode
+        self.num_samples, self.seed, self.max_retries = num_samples, seed, max_retries
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Changes the random streams for a new epoch (call before creating the epoch's iterator)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _load(self, index: int, rng: random.Random) -> torch.Tensor:
+        with open_video(self.records[index].path, self.decode.backend, self.decode.num_threads) as reader:
+            indices = self.sampling.train_indices(reader.num_frames, reader.fps, rng)
+            clip = frames_to_clip(reader.get_frames(indices))
+        views = [self.transform(clip, rng) for _ in range(self.num_samples)]
+        return views[0] if self.num_samples == 1 else torch.stack(views)
+
+    def _on_bad(self, index: int, error: VideoDecodeError) -> None:
+        self.bad_log.record(self.records[index].path, error.reason)
+
+    def __getitem__(self, index: int) -> dict:
+        index, video = load_or_replace(
+            index, len(self), self._load, self._on_bad, (VideoDecodeError,), f"{self.seed}-{self.epoch}",
+            self.max_retries,
+        )  # fmt: skip
+        return {"video": video, "label": self.records[index].label, "index": index}
+
+
+class MultiViewDataset(Dataset):
+    """Evaluation: every temporal clip x spatial crop of a video, decoded and resized once per video.
+
+    Frames of all temporal clips are read in one sorted request; the short side is resized to ``crop_size`` once;
+    then each clip is cut into ``num_crops`` crops (1 = centre; 3 = left/centre/right or top/centre/bottom).
+
+    Args:
+        records: the split's videos.
+        sampling: clip sampling rule.
+        num_clips: temporal views (``TEST.NUM_ENSEMBLE_VIEWS``).
+        num_crops: spatial views (``TEST.NUM_SPATIAL_CROPS``).
+        crop_size: view size (``DATA.TEST_CROP_SIZE``).
+        mean, std: normalisation (``DATA.MEAN`` / ``DATA.STD``).
+        bad_log: where unreadable videos are recorded.
+        decode: backend options.
+        interpolation: resize filter.
+        reverse_channels: RGB -> BGR after normalisation (``DATA.REVERSE_INPUT_CHANNEL``).
+        single_view: return (C, T, H, W) instead of (1, C, T, H, W) when there is one view (validation).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        sampling: ClipSampling,
+        num_clips: int,
+        num_crops: int,
+        crop_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        bad_log: BadVideoLog,
+        decode: DecodeOptions = DecodeOptions(),
+        interpolation: str = "bilinear",
+        reverse_channels: bool = False,
+        single_view: bool = False,
+    ) -> None:
+        self.records = list(records)
+        self.sampling, self.num_clips, self.num_crops, self.crop_size = sampling, num_clips, num_crops, crop_size
+        self.mean, self.std, self.bad_log, self.decode = list(mean), list(std), bad_log, decode
+        self.interpolation, self.reverse_channels = interpolation, reverse_channels
+        self.single_view = single_view and num_clips * num_crops == 1
+
+    @property
+    def num_views(self) -> int:
+        return self.num_clips * self.num_crops
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def views(self, record: VideoRecord, only_clip: int | None = None) -> torch.Tensor:
+        """All views of one video, (V, C, T, H, W); with ``only_clip``, just that temporal clip's crops."""
+        with open_video(record.path, self.decode.backend, self.decode.num_threads) as reader:
+            clips = self.sampling.test_indices(reader.num_frames, reader.fps, self.num_clips)
+            if only_clip is not None:
+                clips = clips[only_clip : only_clip + 1]
+            wanted = sorted({i for clip in clips for i in clip})
+            frames = frames_to_clip(reader.get_frames(wanted))
+        frames = short_side_resize(frames, self.crop_size, self.interpolation)
+        position = {frame: i for i, frame in enumerate(wanted)}
+        offsets = spatial_crop_offsets(frames.shape[2], frames.shape[3], self.crop_size, self.num_crops)
+        size = self.crop_size
+        # (V, C, T, H, W) uint8, filled crop by crop, then converted and normalised in one contiguous pass
+        views = torch.empty(len(clips) * len(offsets), frames.shape[1], len(clips[0]), size, size, dtype=torch.uint8)
+        for c, clip in enumerate(clips):
+            clip_frames = frames[[position[i] for i in clip]]
+            for o, (y0, x0) in enumerate(offsets):
+                views[c * len(offsets) + o].copy_(clip_frames[:, :, y0 : y0 + size, x0 : x0 + size].transpose(0, 1))
+        views = normalize_(views.float(), self.mean, self.std)
+        return views.flip(1) if self.reverse_channels else views
+
+    def empty_views(self) -> torch.Tensor:
+        t = self.sampling.num_frames
+        return torch.zeros(self.num_views, 3, t, self.crop_size, self.crop_size)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        try:
+            video, valid, error = self.views(record), True, ""
+        except VideoDecodeError as e:
+            self.bad_log.record(record.path, e.reason)
+            video, valid, error = self.empty_views(), False, e.reason
+        if self.single_view:
+            video = video[0]
+        return {"video": video, "label": record.label, "index": index, "valid": valid, "error": error}
+

@@ -1,0 +1,210 @@
+"""``build_dataset`` / ``build_loader``: the one place that turns the root config into data objects.
+
+Batches are dicts. Training and validation: ``{"video": (B, 3, T, H, W) float, "label": (B,), "index": (B,)}``
+(with ``AUG.NUM_SAMPLE`` = N > 1 a batch holds B*N clips, N per decoded video); validation and test items also
+carry ``"valid"`` (False for unreadable videos, to be excluded from metrics) and ``"error"``. Test batches hold all
+views of each video: ``"video": (B, V, 3, T, H, W)`` with V = ``TEST.NUM_ENSEMBLE_VIEWS`` x ``TEST.NUM_SPATIAL_CROPS``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from .badfiles import BadVideoLog, TooManyBadVideos
+from .decode import SUPPORTED_BACKENDS
+from .imagefolder import ImageDataset, read_image_folder
+from .kinetics import ClipDataset, ClipSampling, DecodeOptions, MultiViewDataset
+from .pipeline import TrainClipTransform
+from .records import DatasetError, VideoRecord, check_labels, find_missing, read_csv_split, read_ssv2_split
+from .transforms import RandAugment, RandomErasing
+
+SPLITS = ("train", "val", "test")
+VIDEO_DATASETS = ("kinetics", "ssv2")
+IMAGE_DATASETS = ("imagenet", "imagefolder")
+BAD_VIDEO_LOG = "bad_videos.txt"
+
+
+def _dataset_name(cfg, split: str) -> str:
+    name = str(cfg.TRAIN.DATASET if split in ("train", "val") else cfg.TEST.DATASET).lower()
+    key = "TRAIN.DATASET" if split in ("train", "val") else "TEST.DATASET"
+    if name.startswith("kinetics"):
+        return "kinetics"
+    if name not in VIDEO_DATASETS + IMAGE_DATASETS:
+        raise DatasetError(f"{key}={name!r} is not supported; use one of {VIDEO_DATASETS + IMAGE_DATASETS}")
+    return name
+
+
+def _world() -> tuple[int, int]:
+    """(world size, rank) of the default process group, or (1, 0) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def read_split(cfg, split: str) -> list[VideoRecord]:
+    """The records of a split as the config describes them (CSV for Kinetics, JSON for SSv2, folders for images)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    name, root = _dataset_name(cfg, split), cfg.DATA.PATH_TO_DATA_DIR
+    if name == "kinetics":
+        records = read_csv_split(
+            os.path.join(root, f"{split}.csv"), cfg.DATA.PATH_PREFIX, cfg.DATA.PATH_LABEL_SEPARATOR
+        )
+    elif name == "ssv2":
+        annotation = "train" if split == "train" else "validation"
+        records = read_ssv2_split(
+            os.path.join(root, f"something-something-v2-{annotation}.json"),
+            os.path.join(root, "something-something-v2-labels.json"),
+            cfg.DATA.PATH_PREFIX or root,
+        )
+    else:
+        records, _ = read_image_folder(os.path.join(root, "train" if split == "train" else "val"))
+    check_labels(records, cfg.MODEL.NUM_CLASSES, f"{cfg.DATA.PATH_TO_DATA_DIR} ({split})")
+    return records
+
+
+def _bad_log(cfg, split: str, records: list[VideoRecord]) -> BadVideoLog:
+    """The split's bad-file log, after a pre-flight check for missing files (a wrong path prefix stops here)."""
+    log = BadVideoLog(os.path.join(cfg.OUTPUT_DIR, BAD_VIDEO_LOG), len(records), cfg.DATA.MAX_BAD_FRACTION, split)
+    missing = find_missing(records)
+    if len(missing) > cfg.DATA.MAX_BAD_FRACTION * len(records):
+        raise TooManyBadVideos(
+            f"{len(missing)} of {len(records)} {split} files do not exist (e.g. {missing[0].path}), more than "
+            f"DATA.MAX_BAD_FRACTION={cfg.DATA.MAX_BAD_FRACTION}; check DATA.PATH_TO_DATA_DIR and DATA.PATH_PREFIX"
+        )
+    for record in missing:
+        log.record(record.path, "missing file")
+    return log
+
+
+def _decode_options(cfg) -> DecodeOptions:
+    backend = str(cfg.DATA.DECODING_BACKEND).lower()
+    if backend not in SUPPORTED_BACKENDS:
+        raise DatasetError(
+            f"DATA.DECODING_BACKEND={cfg.DATA.DECODING_BACKEND!r} is not supported (PySlowFast's 'torchvision' "
+            f"reader was removed from torchvision 0.28); use one of {list(SUPPORTED_BACKENDS)}"
+        )
+    return DecodeOptions(backend=backend, num_threads=1)
+
+
+def _sampling(cfg, name: str) -> ClipSampling:
+    return ClipSampling(
+        num_frames=cfg.DATA.NUM_FRAMES,
+        sampling_rate=cfg.DATA.SAMPLING_RATE,
+        target_fps=float(cfg.DATA.TARGET_FPS),
+        uniform=name == "ssv2",
+        use_offset=cfg.DATA.USE_OFFSET_SAMPLING,
+    )
+
+
+def build_train_transform(cfg) -> TrainClipTransform:
+    """The training augmentation of a config (the MViTv2 recipe when ``AUG.ENABLE``)."""
+    aug = cfg.AUG
+    return TrainClipTransform(
+        crop_size=cfg.DATA.TRAIN_CROP_SIZE,
+        mean=cfg.DATA.MEAN,
+        std=cfg.DATA.STD,
+        jitter_scales=tuple(cfg.DATA.TRAIN_JITTER_SCALES),
+        relative_scale=tuple(cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE),
+        relative_aspect=tuple(cfg.DATA.TRAIN_JITTER_ASPECT_RELATIVE) or (0.75, 1.3333),
+        flip=cfg.DATA.RANDOM_FLIP,
+        rand_augment=RandAugment.from_string(aug.AA_TYPE) if aug.ENABLE and aug.AA_TYPE else None,
+        color_jitter_strength=aug.COLOR_JITTER if aug.ENABLE else 0.0,
+        erasing=RandomErasing(aug.RE_PROB, aug.RE_MODE, aug.RE_COUNT) if aug.ENABLE and aug.RE_PROB > 0 else None,
+        interpolation=aug.INTERPOLATION,
+        reverse_channels=cfg.DATA.REVERSE_INPUT_CHANNEL,
+    )
+
+
+def build_dataset(cfg, split: str) -> Dataset:
+    """The dataset of one split ("train", "val" or "test") of a config.
+
+    Raises:
+        DatasetError: missing/malformed split files, labels outside ``MODEL.NUM_CLASSES``, unsupported backend.
+        TooManyBadVideos: more than ``DATA.MAX_BAD_FRACTION`` of the listed files are missing.
+    """
+    name = _dataset_name(cfg, split)
+    decode = _decode_options(cfg) if name in VIDEO_DATASETS else None
+    records = read_split(cfg, split)
+    bad_log = _bad_log(cfg, split, records)
+    if name in IMAGE_DATASETS:
+        transform = build_train_transform(cfg) if split == "train" else None
+        return ImageDataset(records, bad_log, transform, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.MEAN, cfg.DATA.STD,
+                            seed=cfg.RNG_SEED)  # fmt: skip
+    sampling = _sampling(cfg, name)
+    if split == "train":
+        return ClipDataset(records, sampling, build_train_transform(cfg), bad_log, decode,
+                           num_samples=cfg.AUG.NUM_SAMPLE, seed=cfg.RNG_SEED)  # fmt: skip
+    num_clips, num_crops = (1, 1) if split == "val" else (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
+    crop_size = cfg.DATA.TRAIN_CROP_SIZE if split == "val" else cfg.DATA.TEST_CROP_SIZE
+    return MultiViewDataset(
+        records, sampling, num_clips, num_crops, crop_size, cfg.DATA.MEAN, cfg.DATA.STD, bad_log, decode,
+        reverse_channels=cfg.DATA.REVERSE_INPUT_CHANNEL, single_view=split == "val",
+    )  # fmt: skip
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation sampler: rank r gets items r, r + world, ...; every item exactly once across ranks (no padding)."""
+
+    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1) -> None:
+        self.num_items, self.rank, self.world_size = num_items, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.num_items, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_items, self.world_size))
+
+
+def collate_clips(items: list[dict]) -> dict:
+    """Stacks items into a batch; repeated-augmentation samples (N per item) become N consecutive clips."""
+    videos = torch.stack([item["video"] for item in items])
+    labels = torch.tensor([item["label"] for item in items])
+    index = torch.tensor([item["index"] for item in items])
+    batch = {"video": videos, "label": labels, "index": index}
+    if "valid" in items[0]:
+        batch["valid"] = torch.tensor([item["valid"] for item in items])
+        batch["error"] = [item["error"] for item in items]
+    elif videos.ndim == 6:  # (B, N, C, T, H, W) training samples -> (B*N, C, T, H, W)
+        n = videos.shape[1]
+        batch.update(video=videos.flatten(0, 1), label=labels.repeat_interleave(n), index=index.repeat_interleave(n))
+    return batch
+
+
+def _worker_init(worker_id: int) -> None:
+    torch.set_num_threads(1)  # decoding and augmentation run one thread per worker process
+
+
+def build_loader(cfg, split: str) -> DataLoader:
+    """A DataLoader for one split of a config, sharded across the processes of a distributed run.
+
+    ``TRAIN.BATCH_SIZE`` / ``TEST.BATCH_SIZE`` are global batch sizes, divided by the number of processes. The
+    training sampler is a ``DistributedSampler`` (also for one process): call ``loader.sampler.set_epoch(e)`` and
+    ``loader.dataset.set_epoch(e)`` each epoch. Evaluation uses ``ShardSampler`` (each video once).
+    """
+    world, rank = _world()
+    dataset = build_dataset(cfg, split)
+    batch = cfg.TRAIN.BATCH_SIZE if split in ("train", "val") else cfg.TEST.BATCH_SIZE
+    key = "TRAIN.BATCH_SIZE" if split in ("train", "val") else "TEST.BATCH_SIZE"
+    if batch % world:
+        raise DatasetError(f"{key}={batch} must be divisible by the number of processes ({world})")
+    if split == "train":
+        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.RNG_SEED, drop_last=True)
+    else:
+        sampler = ShardSampler(len(dataset), rank, world)
+    workers = cfg.DATA_LOADER.NUM_WORKERS
+    return DataLoader(
+        dataset,
+        batch_size=batch // world,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
+        drop_last=split == "train",
+        collate_fn=collate_clips,
+        worker_init_fn=_worker_init if workers > 0 else None,
+    )

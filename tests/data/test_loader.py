@@ -1,0 +1,171 @@
+"""build_dataset / build_loader: batches, exact test views decoded once, bad files, config mistakes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mvit_video.config import load_config
+from mvit_video.data.badfiles import BadVideoLog, TooManyBadVideos
+from mvit_video.data.decode import VideoReader
+from mvit_video.data.kinetics import ClipSampling, MultiViewDataset
+from mvit_video.data.loader import build_dataset, build_loader
+from mvit_video.data.records import DatasetError, VideoRecord
+from mvit_video.data.sampling import test_clip_indices
+from mvit_video.data.toy import make_toy_dataset
+from tests.conftest import ROOT
+from tests.data.synthetic_videos import read_index, write_video
+
+TOY_CONFIG = ROOT / "configs" / "Toy" / "MVITv2_XS_8x2.yaml"
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy")
+    make_toy_dataset(out, num_per_class=2, seed=0, val_per_class=1, test_per_class=1)
+    return out
+
+
+def toy_cfg(toy_dir, tmp_path, *opts):
+    return load_config(TOY_CONFIG, [
+        "DATA.PATH_TO_DATA_DIR", str(toy_dir), "DATA.PATH_PREFIX", str(toy_dir), "OUTPUT_DIR", str(tmp_path),
+        "DATA_LOADER.NUM_WORKERS", "0", *opts,
+    ])  # fmt: skip
+
+
+def test_train_batches(toy_dir, tmp_path):
+    loader = build_loader(toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "4"), "train")
+    batch = next(iter(loader))
+    assert batch["video"].shape == (4, 3, 8, 64, 64) and batch["video"].dtype == torch.float32
+    assert batch["label"].shape == (4,) and set(batch["label"].tolist()) <= set(range(6))
+    assert -3 < batch["video"].mean() < 3  # normalised
+    assert len(loader) == 12 // 4  # 6 classes x 2 videos, drop_last
+
+
+def test_train_items_are_reproducible_per_epoch(toy_dir, tmp_path):
+    dataset = build_dataset(toy_cfg(toy_dir, tmp_path), "train")
+    a, b = dataset[3]["video"], dataset[3]["video"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[3]["video"], a)
+
+
+def test_repeated_augmentation_flattens(toy_dir, tmp_path):
+    loader = build_loader(toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "2", "AUG.NUM_SAMPLE", "3"), "train")
+    batch = next(iter(loader))
+    assert batch["video"].shape == (6, 3, 8, 64, 64)
+    labels = batch["label"].tolist()
+    assert labels[:3] == [labels[0]] * 3 and labels[3:] == [labels[3]] * 3
+    assert not torch.equal(batch["video"][0], batch["video"][1])  # same video, different augmentation
+
+
+def test_val_and_test_batches(toy_dir, tmp_path):
+    cfg = toy_cfg(toy_dir, tmp_path, "TEST.BATCH_SIZE", "3", "TEST.NUM_SPATIAL_CROPS", "3")
+    val = next(iter(build_loader(cfg, "val")))
+    assert val["video"].shape == (6, 3, 8, 64, 64) and val["valid"].all()  # TRAIN.BATCH_SIZE 8 > 6 videos
+    test = next(iter(build_loader(cfg, "test")))
+    assert test["video"].shape == (3, 9, 3, 8, 64, 64)  # 3 temporal x 3 spatial views
+    assert test["valid"].all() and test["error"] == ["", "", ""]
+
+
+def test_multiview_decodes_each_video_once_and_returns_exact_frames(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "v.mp4", num_frames=90, size=(48, 64), fps=30, gop=250, bframes=2)
+    calls = []
+    original = VideoReader.get_frames
+
+    def counting(self, indices):
+        calls.append(list(indices))
+        return original(self, indices)
+
+    monkeypatch.setattr(VideoReader, "get_frames", counting)
+    sampling = ClipSampling(num_frames=4, sampling_rate=5, target_fps=30, use_offset=True)
+    dataset = MultiViewDataset([VideoRecord(str(path), 0)], sampling, num_clips=3, num_crops=1, crop_size=48,
+                               mean=[0, 0, 0], std=[1, 1, 1], bad_log=BadVideoLog(None, 1, 0.5))  # fmt: skip
+    views = dataset[0]["video"]
+    assert len(calls) == 1  # one decode for all views
+    expected = test_clip_indices(90, 4, 5, 30.0, 30.0, 3, True)
+    # span 20 frames, delta 70, starts 0/35/70; linspace(start, start + 19, 4) truncated
+    assert expected == [[0, 6, 12, 19], [35, 41, 47, 54], [70, 76, 82, 89]]
+    assert calls[0] == sorted({i for clip in expected for i in clip})
+    # un-normalise the centre 48x48 crop and read the frame index coded in each picture
+    for view, clip in zip(views, expected):
+        frames = (view.permute(1, 2, 3, 0) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        assert [read_index(np.pad(f, ((0, 0), (8, 8), (0, 0)), mode="edge")) for f in frames] == clip
+
+
+def test_bad_files_are_replaced_logged_and_excluded(toy_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    good = sorted(toy_dir.glob("train/*.mp4"))
+    (data / "garbage.mp4").write_bytes(b"\x00\x01 not a video" * 100)
+    (data / "empty.mp4").write_bytes(b"")
+    rows = [f"{p} {i % 6}" for i, p in enumerate(good)] + [f"{data}/garbage.mp4 0", f"{data}/empty.mp4 1",
+                                                         f"{data}/missing.mp4 2"]  # fmt: skip
+    for split in ("train", "test"):
+        (data / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    cfg = toy_cfg(toy_dir, tmp_path, "DATA.PATH_TO_DATA_DIR", str(data), "DATA.PATH_PREFIX", "",
+                  "DATA.MAX_BAD_FRACTION", "0.3")  # fmt: skip
+    train = build_dataset(cfg, "train")
+    items = [train[i] for i in range(len(train))]
+    assert all(item["video"].shape == (3, 8, 64, 64) for item in items)
+    assert all(item["index"] < len(good) for item in items)  # bad ones replaced by good ones
+    log = (tmp_path / "bad_videos.txt").read_text().splitlines()
+    reasons = {line.split("\t")[1].rsplit("/", 1)[-1]: line.split("\t")[2] for line in log}
+    assert set(reasons) == {"garbage.mp4", "empty.mp4", "missing.mp4"}
+    assert reasons["missing.mp4"] == "missing file" and "empty" in reasons["empty.mp4"]
+    test = build_dataset(cfg, "test")
+    results = [test[i] for i in range(len(test))]
+    assert [r["valid"] for r in results] == [True] * len(good) + [False] * 3
+    assert all(r["error"] for r in results[len(good):])
+
+
+def test_wrong_path_prefix_stops_before_any_work(toy_dir, tmp_path):
+    cfg = toy_cfg(toy_dir, tmp_path, "DATA.PATH_PREFIX", "/wrong/prefix")
+    with pytest.raises(TooManyBadVideos, match=r"12 of 12 train files do not exist \(e.g. /wrong/prefix/"):
+        build_dataset(cfg, "train")
+
+
+@pytest.mark.parametrize(
+    "opts,match",
+    [
+        (["DATA.DECODING_BACKEND", "torchvision"], "'torchvision' is not supported .*decord.*pyav.*torchcodec"),
+        (["MODEL.NUM_CLASSES", "3"], "label [345] of .* is outside 0..2"),
+        (["TRAIN.DATASET", "charades"], "TRAIN.DATASET='charades' is not supported"),
+    ],
+)
+def test_config_mistakes_are_one_line(toy_dir, tmp_path, opts, match):
+    with pytest.raises(DatasetError, match=match) as info:
+        build_dataset(toy_cfg(toy_dir, tmp_path, *opts), "train")
+    assert "\n" not in str(info.value)
+
+
+def test_missing_split_file(tmp_path):
+    with pytest.raises(DatasetError, match="split file not found: .*train.csv"):
+        build_dataset(toy_cfg(tmp_path, tmp_path), "train")
+
+
+def test_worker_processes_give_the_same_batches(toy_dir, tmp_path):
+    cfg0 = toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "4")
+    cfg2 = toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "2")
+    a, b = next(iter(build_loader(cfg0, "train"))), next(iter(build_loader(cfg2, "train")))
+    assert torch.equal(a["index"], b["index"])
+    torch.testing.assert_close(a["video"], b["video"], rtol=0, atol=0)
+
+
+def test_k400_recipe_pipeline_runs_on_real_footage(tmp_path):
+    """configs/K400/MVITv2_S_16x4.yaml's full recipe: random resized crop, RandAugment, erasing, 2 samples."""
+    from mvit_video.data.loader import build_train_transform
+
+    path = write_video(tmp_path / "clip.mp4", num_frames=80, size=(128, 170), fps=30)
+    (tmp_path / "train.csv").write_text(f"{path} 5\n{path} 7\n")
+    cfg = load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", [
+        "DATA.PATH_TO_DATA_DIR", str(tmp_path), "OUTPUT_DIR", str(tmp_path), "DATA.TRAIN_CROP_SIZE", "96",
+        "DATA.TEST_CROP_SIZE", "96",
+    ])  # fmt: skip
+    transform = build_train_transform(cfg)
+    assert transform.rand_augment.num_ops == 4 and transform.rand_augment.magnitude == 7
+    assert transform.erasing is not None and tuple(transform.relative_scale) == (0.08, 1.0)
+    item = build_dataset(cfg, "train")[1]
+    assert item["video"].shape == (2, 3, 16, 96, 96) and item["label"] == 7  # AUG.NUM_SAMPLE: 2
+    assert torch.isfinite(item["video"]).all()
