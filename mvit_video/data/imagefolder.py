@@ -6,6 +6,7 @@ import os
 import random
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -45,15 +46,17 @@ def read_image_folder(root: str) -> tuple[list[VideoRecord], list[str]]:
 
 def read_image(path: str) -> torch.Tensor:
     """An image file as a (1, 3, H, W) uint8 RGB one-frame clip."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    from PIL import Image, UnidentifiedImageError
 
     if not os.path.exists(path):
         raise ImageDecodeError(path, "missing file")
     try:
-        image = decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, ValueError) as e:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ImageDecodeError(path, f"corrupt: {str(e).splitlines()[0][:120]}") from None
-    return image.unsqueeze(0)
+    # (H, W, 3) -> (1, 3, H, W)
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0)
 
 
 class ImageDataset(Dataset):

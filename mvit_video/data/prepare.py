@@ -25,6 +25,7 @@ from pathlib import Path
 
 import av
 
+from .decode import VideoDecodeError, probe_video
 from .classnames import ClassNamesError, builtin_classnames_name, load_classnames
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
@@ -40,7 +41,7 @@ OUTPUT_SPLITS = ("train", "val", "test")
 AUTO_CLASSNAMES = ("kinetics400", "kinetics600", "kinetics700")
 _REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end", "split")
 _SEGMENT_STEM = re.compile(r"^(?P<id>.+)_(?P<start>\d+)_(?P<end>\d+)$")
-_PROBE_ERRORS = (av.FFmpegError, OSError, ValueError, EOFError)
+_ENCODE_ERRORS = (av.FFmpegError, OSError, ValueError, EOFError)
 
 
 class PrepareError(ValueError):
@@ -200,21 +201,13 @@ def locate_clip(clip: Clip, by_segment: dict, by_stem: dict) -> str | None:
     return by_segment.get((clip.youtube_id, clip.time_start, clip.time_end)) or by_stem.get(clip.youtube_id)
 
 
-def probe_video(path: str) -> str | None:
-    """None when the file has a video stream whose first frame decodes, else a short reason."""
+def check_video(path: str) -> str | None:
+    """None when the loaders can read the file, else the reason they would give (``open_video``'s own probe)."""
     try:
-        container = av.open(path)
-    except _PROBE_ERRORS as e:
-        return _reason("cannot open", e)
-    with container:
-        if not container.streams.video:
-            return "no video stream"
-        try:
-            for _ in container.decode(video=0):
-                return None
-        except _PROBE_ERRORS as e:
-            return _reason("no decodable frame", e)
-    return "no decodable frame"
+        probe_video(path)
+    except VideoDecodeError as e:
+        return e.reason
+    return None
 
 
 def _reason(what: str, error: Exception) -> str:
@@ -223,13 +216,13 @@ def _reason(what: str, error: Exception) -> str:
     return (f"{what}: {text}" if what else text).splitlines()[0]
 
 
-def probe_videos(paths: Sequence[str], workers: int) -> dict[str, str]:
-    """Probes files in a process pool; returns {path: reason} of the broken ones."""
+def check_videos(paths: Sequence[str], workers: int) -> dict[str, str]:
+    """Checks files in a process pool; returns {path: reason} of the broken ones."""
     if workers <= 1 or len(paths) < 2:
-        reasons = [probe_video(p) for p in paths]
+        reasons = [check_video(p) for p in paths]
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            reasons = list(pool.map(probe_video, paths, chunksize=max(1, min(64, len(paths) // (4 * workers)))))
+            reasons = list(pool.map(check_video, paths, chunksize=max(1, min(64, len(paths) // (4 * workers)))))
     return {p: r for p, r in zip(paths, reasons) if r is not None}
 
 
@@ -288,7 +281,7 @@ def _reencode_job(job: tuple[str, str, int, int]) -> str | None:
     try:
         reencode_video(src, dst, short_side, gop)
         return None
-    except _PROBE_ERRORS as e:
+    except _ENCODE_ERRORS as e:
         if os.path.exists(f"{dst}.partial.mp4"):
             os.remove(f"{dst}.partial.mp4")
         return _reason("", e)
@@ -352,7 +345,7 @@ def _find_files(clips: list[Clip], video_dir: str, report: PrepareReport) -> lis
 
 
 def _drop_broken(found: list[tuple[Clip, str]], workers: int, report: PrepareReport) -> list[tuple[Clip, str]]:
-    broken = probe_videos(sorted({path for _, path in found}), workers)
+    broken = check_videos(sorted({path for _, path in found}), workers)
     usable = []
     for clip, path in found:
         if path in broken:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -169,3 +171,55 @@ def test_k400_recipe_pipeline_runs_on_real_footage(tmp_path):
     item = build_dataset(cfg, "train")[1]
     assert item["video"].shape == (2, 3, 16, 96, 96) and item["label"] == 7  # AUG.NUM_SAMPLE: 2
     assert torch.isfinite(item["video"]).all()
+
+
+def test_ssv2_layout_with_webm_and_uniform_sampling(tmp_path):
+    labels = {"Pushing something from left to right": "0", "Moving something up": "1"}
+    (tmp_path / "something-something-v2-labels.json").write_text(json.dumps(labels))
+    entries = [{"id": "11", "template": "Pushing [something] from left to right"},
+               {"id": "12", "template": "Moving [something] up"}]  # fmt: skip
+    for name in ("train", "validation"):
+        (tmp_path / f"something-something-v2-{name}.json").write_text(json.dumps(entries))
+    for entry in entries:
+        write_video(tmp_path / f"{entry['id']}.webm", num_frames=48, size=(64, 64), fps=12)
+    cfg = load_config(ROOT / "configs/SSv2/MVITv2_S_16x4.yaml", [
+        "DATA.PATH_TO_DATA_DIR", str(tmp_path), "OUTPUT_DIR", str(tmp_path), "DATA.NUM_FRAMES", "4",
+        "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64", "DATA.MEAN", "[0.0, 0.0, 0.0]",
+        "DATA.STD", "[1.0, 1.0, 1.0]", "DATA.REVERSE_INPUT_CHANNEL", "False",
+    ])  # fmt: skip
+    test = build_dataset(cfg, "test")
+    item = test[1]
+    assert item["label"] == 1 and item["video"].shape == (3, 3, 4, 64, 64)  # 1 clip x 3 crops
+    # SSv2 recipe (PySlowFast get_seq_frames): segments of 47 / 4 = 11.75 frames with rounded bounds
+    # 0, 12, 24, 35, 47; the test view takes the middle of each: (0+12)//2, (12+24)//2, (24+35)//2, (35+47)//2
+    frames = (item["video"][1].permute(1, 2, 3, 0) * 255).round().to(torch.uint8).numpy()
+    assert [read_index(f) for f in frames] == [6, 18, 29, 41]
+    assert build_dataset(cfg, "train")[0]["video"].shape == (3, 4, 64, 64)
+
+
+def _write_image_folder(root, classes=("cat", "dog"), per_class=3):
+    from PIL import Image
+
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for k in range(per_class):
+            Image.new("RGB", (56, 40 + 8 * k), (60 * (label + 1),) * 3).save(root / name / f"{k}.png")
+
+
+def test_image_folders_are_one_frame_clips(tmp_path):
+    _write_image_folder(tmp_path / "train")
+    _write_image_folder(tmp_path / "val", per_class=2)
+    (tmp_path / "val" / "dog" / "broken.png").write_bytes(b"not a png")
+    cfg = load_config(ROOT / "configs/IN1K/MVITv2_T.yaml", [
+        "DATA.PATH_TO_DATA_DIR", str(tmp_path), "OUTPUT_DIR", str(tmp_path), "MODEL.NUM_CLASSES", "2",
+        "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA_LOADER.NUM_WORKERS", "0",
+        "TRAIN.BATCH_SIZE", "2", "TEST.BATCH_SIZE", "5", "DATA.MAX_BAD_FRACTION", "0.5",
+    ])  # fmt: skip
+    batch = next(iter(build_loader(cfg, "train")))
+    assert batch["video"].shape == (2, 3, 1, 32, 32)
+    test = next(iter(build_loader(cfg, "test")))
+    assert test["video"].shape == (5, 3, 1, 32, 32)
+    assert test["label"].tolist() == [0, 0, 1, 1, 1] and test["valid"].tolist() == [True, True, True, True, False]
+    # a flat grey image normalises to the same value everywhere: (60/255 - 0.485) / 0.229 in the red channel
+    assert test["video"][0, 0].flatten().unique().tolist() == pytest.approx([(60 / 255 - 0.485) / 0.229], abs=1e-5)
+    assert "broken.png" in (tmp_path / "bad_videos.txt").read_text()

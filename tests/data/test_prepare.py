@@ -15,7 +15,7 @@ from mvit_video.data.classnames import load_classnames
 from mvit_video.data.prepare import (
     PrepareError,
     prepare_kinetics,
-    probe_video,
+    check_video,
     read_annotations,
     scaled_size,
 )
@@ -91,7 +91,7 @@ def test_rows_labels_and_report(kinetics, tmp_path):
     assert report.missing == [("train", "cccccccccc3_000005_000015")]
     assert [(s, Path(p).name) for s, p, _ in report.broken] == [("val", "eeeeeeeeee5_000001_000011.mp4")]
     text = Path(report.report_path).read_text()
-    assert "cccccccccc3_000005_000015" in text and "eeeeeeeeee5_000001_000011.mp4: cannot open" in text
+    assert "cccccccccc3_000005_000015" in text and "eeeeeeeeee5_000001_000011.mp4: corrupt: " in text
 
 
 def test_relative_paths_and_explicit_class_list(kinetics, tmp_path):
@@ -187,14 +187,14 @@ def _garbage_packets(path: Path) -> None:
             container.mux(packet)
 
 
-def test_probe_reasons(tmp_path, kinetics):
-    assert probe_video(str(kinetics["videos"] / "dddddddddd4_30_40.webm")) is None
+def test_check_reasons_are_the_loaders(tmp_path, kinetics):
+    assert check_video(str(kinetics["videos"] / "dddddddddd4_30_40.webm")) is None
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    assert probe_video(str(empty)).startswith("cannot open: InvalidDataError")
+    assert check_video(str(empty)) == "empty file"
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes((kinetics["videos"] / "abseiling" / "aaaaaaaaaa1_000010_000020.mp4").read_bytes()[:2000])
-    assert probe_video(str(truncated)).startswith("cannot open")
+    assert check_video(str(truncated)).startswith("corrupt: ")
     audio_only = tmp_path / "audio.mp4"
     with av.open(str(audio_only), "w") as container:
         stream = container.add_stream("aac", rate=16000)
@@ -203,9 +203,9 @@ def test_probe_reasons(tmp_path, kinetics):
             frame.sample_rate, frame.pts = 16000, i * 1024
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    assert probe_video(str(audio_only)) == "no video stream"
+    assert check_video(str(audio_only)) == "no video stream"
     _garbage_packets(tmp_path / "garbage_packets.mp4")
-    assert probe_video(str(tmp_path / "garbage_packets.mp4")).startswith("no decodable frame: InvalidDataError")
+    assert check_video(str(tmp_path / "garbage_packets.mp4")).startswith("zero frames")
 
 
 def test_scaled_size():
