@@ -10,6 +10,7 @@ INSTALL_REQUIRES = [
     "torch>=2.2,<3",
     "torchvision>=0.17,<1",
     "numpy>=1.26,<3",
+    "Pillow>=10",
     "fvcore>=0.1.5.post20221221",
     "iopath>=0.1.10,<0.2",
     "PyYAML>=6.0",
