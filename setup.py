@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "PyYAML>=6.0",
     "simplejson>=3.19",
     "tqdm>=4.66",
+    "matplotlib>=3.7",
     "av>=12,<19",
     # decord2 is the maintained build of decord (same `decord` module, current FFmpeg).
     "decord2>=3.4,<4",

@@ -1,0 +1,351 @@
+"""Multi-view test evaluation: per-video aggregation of view predictions, metrics and result files.
+
+A test batch holds every view of each video (``"video": (B, V, 3, T, H, W)``); the model's logits for it are
+``(B, V, K)``. ``MultiViewAccumulator`` keeps those per-view logits per video index, ``gather`` merges the
+accumulators of a distributed run (every video once), ``compute_metrics`` scores the aggregated predictions and
+``write_results`` writes ``test_results.json``, ``test_predictions.pt`` and ``confusion_matrix.png``.
+
+Aggregation follows PySlowFast's ``TestMeter`` (``DATA.ENSEMBLE_METHOD``): the model's test-time head applies softmax
+to each view, then ``"sum"`` adds the view probabilities and ``"max"`` takes their element-wise maximum.
+
+Typical use (one process or one per GPU)::
+
+    acc = MultiViewAccumulator(num_classes, num_views, ensemble=cfg.DATA.ENSEMBLE_METHOD)
+    for batch in loader:
+        logits = model(batch["video"].flatten(0, 1)).view(B, V, -1)  # (B*V, K) -> (B, V, K)
+        acc.add(batch["index"], logits, batch["label"], batch["valid"], batch["error"])
+    acc = gather(acc)
+    metrics = compute_metrics(acc)
+    print(format_metrics(metrics))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+ENSEMBLE_METHODS = ("sum", "max")
+RESULTS_FILE = "test_results.json"
+PREDICTIONS_FILE = "test_predictions.pt"
+CONFUSION_FILE = "confusion_matrix.png"
+MAX_ANNOTATED_CLASSES = 50  # above this the confusion matrix has no per-cell counts and no class-name ticks
+
+
+class EvaluationError(ValueError):
+    """Inconsistent evaluation inputs (a video seen twice, wrong shapes, labels out of range); one-line message."""
+
+
+def aggregate_views(view_logits: torch.Tensor, ensemble: str = "sum") -> torch.Tensor:
+    """Per-video scores from per-view logits, as PySlowFast's ``TestMeter`` ensembles them.
+
+    Args:
+        view_logits: (N, V, K) logits of V views of N videos.
+        ensemble: "sum" (sum over views of the softmax) or "max" (element-wise max over views of the softmax).
+
+    Returns:
+        (N, K) float32 scores; with "sum" they add up to V per video (divide by V for mean probabilities).
+    """
+    if ensemble not in ENSEMBLE_METHODS:
+        raise EvaluationError(f"ensemble method {ensemble!r} is not supported; use one of {ENSEMBLE_METHODS}")
+    probs = view_logits.float().softmax(dim=-1)  # (N, V, K)
+    return probs.sum(dim=1) if ensemble == "sum" else probs.amax(dim=1)
+
+
+class MultiViewAccumulator:
+    """Collects the per-view logits of each test video (by dataset index) and the videos that failed to decode.
+
+    Args:
+        num_classes: K, the number of classes.
+        num_views: V, views per video (``TEST.NUM_ENSEMBLE_VIEWS * TEST.NUM_SPATIAL_CROPS``).
+        ensemble: "sum" or "max" (``DATA.ENSEMBLE_METHOD``), see ``aggregate_views``.
+
+    Each video index may be added once overall; a second time raises ``EvaluationError``. Invalid videos
+    (``valid=False``) are recorded with their error strings and excluded from the metrics.
+    """
+
+    def __init__(self, num_classes: int, num_views: int, ensemble: str = "sum") -> None:
+        if num_classes < 1 or num_views < 1:
+            raise EvaluationError(f"num_classes and num_views must be >= 1, got {num_classes} and {num_views}")
+        if ensemble not in ENSEMBLE_METHODS:
+            raise EvaluationError(f"ensemble method {ensemble!r} is not supported; use one of {ENSEMBLE_METHODS}")
+        self.num_classes, self.num_views, self.ensemble = num_classes, num_views, ensemble
+        self._seen: set[int] = set()
+        self._indices: list[torch.Tensor] = []
+        self._logits: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        self._failed: dict[int, str] = {}
+        self._consolidated = False
+
+    def add(
+        self,
+        indices: torch.Tensor | Sequence[int],
+        view_logits: torch.Tensor,
+        labels: torch.Tensor | Sequence[int],
+        valid: torch.Tensor | Sequence[bool] | None = None,
+        errors: Sequence[str] | None = None,
+    ) -> None:
+        """Adds one batch.
+
+        Args:
+            indices: (B,) dataset indices of the videos.
+            view_logits: (B, V, K) logits (any device and float dtype; kept as float32 on the CPU).
+            labels: (B,) true classes.
+            valid: (B,) bool, False for videos that could not be read (default: all valid).
+            errors: B error strings (the loader's ``batch["error"]``), kept for the failed videos.
+        """
+        indices = torch.as_tensor(indices).detach().cpu().long().view(-1)
+        labels = torch.as_tensor(labels).detach().cpu().long().view(-1)
+        b = indices.numel()
+        valid = torch.ones(b, dtype=torch.bool) if valid is None else torch.as_tensor(valid).cpu().bool().view(-1)
+        self._check_batch(indices, view_logits, labels, valid, errors)
+        self._claim(indices.tolist())
+        for i in (~valid).nonzero().view(-1).tolist():
+            self._failed[int(indices[i])] = (errors[i] if errors is not None else "") or "unreadable video"
+        self._indices.append(indices[valid])
+        self._logits.append(view_logits.detach()[valid.to(view_logits.device)].float().cpu())
+        self._labels.append(labels[valid])
+        self._consolidated = False
+
+    def _check_batch(self, indices, view_logits, labels, valid, errors) -> None:
+        b, shape = indices.numel(), (indices.numel(), self.num_views, self.num_classes)
+        if tuple(view_logits.shape) != shape:
+            raise EvaluationError(f"view_logits must have shape (B, V, K) = {shape}, got {tuple(view_logits.shape)}")
+        if labels.numel() != b or valid.numel() != b or (errors is not None and len(errors) != b):
+            raise EvaluationError(f"indices, labels, valid and errors must all have {b} entries")
+        bad = labels[valid & ((labels < 0) | (labels >= self.num_classes))]
+        if bad.numel():
+            raise EvaluationError(f"label {int(bad[0])} is outside 0..{self.num_classes - 1} (MODEL.NUM_CLASSES)")
+
+    def _claim(self, indices: list[int]) -> None:
+        seen = set()
+        for index in indices:
+            if index in self._seen or index in seen:
+                raise EvaluationError(f"video index {index} was added twice; each test video must be evaluated once")
+            seen.add(index)
+        self._seen |= seen
+
+    @property
+    def num_videos(self) -> int:
+        """Number of valid (scored) videos."""
+        return sum(t.numel() for t in self._indices)
+
+    @property
+    def num_failed(self) -> int:
+        return len(self._failed)
+
+    @property
+    def failed(self) -> list[dict]:
+        """The failed videos as ``[{"index": i, "error": message}]``, by index."""
+        return [{"index": i, "error": self._failed[i]} for i in sorted(self._failed)]
+
+    def missing_indices(self, num_items: int) -> list[int]:
+        """Indices in ``range(num_items)`` that were never added (neither scored nor failed)."""
+        return [i for i in range(num_items) if i not in self._seen]
+
+    def state(self) -> dict:
+        """The collected data, sorted by index: ``indices`` (N,), ``labels`` (N,), ``view_logits`` (N, V, K)
+        float32, ``failed`` (list of dicts) plus ``num_classes``, ``num_views`` and ``ensemble``."""
+        if not self._consolidated:  # one sorted tensor each instead of the batches
+            indices = torch.cat(self._indices) if self._indices else torch.zeros(0, dtype=torch.long)
+            order = indices.argsort()
+            empty = torch.zeros(0, self.num_views, self.num_classes)
+            labels = torch.cat(self._labels)[order] if self._labels else torch.zeros(0, dtype=torch.long)
+            logits = torch.cat(self._logits)[order] if self._logits else empty
+            self._indices, self._labels, self._logits = [indices[order]], [labels], [logits]
+            self._consolidated = True
+        return {
+            "indices": self._indices[0],
+            "labels": self._labels[0],
+            "view_logits": self._logits[0],
+            "failed": self.failed,
+            "num_classes": self.num_classes,
+            "num_views": self.num_views,
+            "ensemble": self.ensemble,
+        }
+
+    def merge_state(self, state: dict) -> None:
+        """Adds another accumulator's ``state()`` (e.g. another rank's); a video present in both raises."""
+        theirs = (state["num_classes"], state["num_views"], state["ensemble"])
+        if theirs != (self.num_classes, self.num_views, self.ensemble):
+            raise EvaluationError(
+                f"cannot merge (num_classes, num_views, ensemble)={theirs} into "
+                f"{(self.num_classes, self.num_views, self.ensemble)}"
+            )
+        failed = state["failed"]
+        self._claim(state["indices"].tolist() + [f["index"] for f in failed])
+        self._failed.update({f["index"]: f["error"] for f in failed})
+        self._indices.append(state["indices"])
+        self._logits.append(state["view_logits"])
+        self._labels.append(state["labels"])
+        self._consolidated = False
+
+    def scores(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(indices (N,), aggregated scores (N, K), labels (N,)) of the valid videos, sorted by index."""
+        state = self.state()
+        return state["indices"], aggregate_views(state["view_logits"], self.ensemble), state["labels"]
+
+
+def gather(accumulator: MultiViewAccumulator) -> MultiViewAccumulator:
+    """Merges the accumulators of all ranks (``all_gather_object``) so every rank holds every video once.
+
+    Without an initialised process group this returns ``accumulator`` unchanged. The test sampler never pads, so
+    a video index found on two ranks raises ``EvaluationError``.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return accumulator
+    states: list[dict | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, accumulator.state())
+    merged = MultiViewAccumulator(accumulator.num_classes, accumulator.num_views, accumulator.ensemble)
+    for rank, state in enumerate(states):
+        try:
+            merged.merge_state(state)
+        except EvaluationError as e:
+            raise EvaluationError(f"rank {rank}: {e} (the test sampler must not pad or repeat videos)") from None
+    return merged
+
+
+def _percent(correct: torch.Tensor) -> float | None:
+    return 100.0 * correct.float().mean().item() if correct.numel() else None
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(K, K) int64 counts; rows are true classes, columns predicted classes."""
+    flat = labels.long() * num_classes + predictions.long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def compute_metrics(accumulator: MultiViewAccumulator, topk: tuple[int, int] = (1, 5)) -> dict:
+    """Video-level metrics of the aggregated multi-view predictions.
+
+    Args:
+        accumulator: the (gathered) accumulator.
+        topk: the two k of "top1"/"top5"; each is capped at ``num_classes``.
+
+    Returns:
+        ``{"top1", "top5", "mean_class_acc"}`` in percent (None when no video was scored), ``"num_videos"``
+        (valid videos), ``"num_views"``, ``"num_failed"`` and ``"confusion_matrix"`` ((K, K) int64, rows = true
+        class). ``mean_class_acc`` is the mean top-1 recall over the classes with at least one video.
+    """
+    _, scores, labels = accumulator.scores()
+    k = accumulator.num_classes
+    ranked = scores.topk(min(max(topk), k), dim=1).indices if labels.numel() else torch.zeros(0, 1, dtype=torch.long)
+    hits = ranked == labels[:, None]  # (N, k)
+    confusion = confusion_matrix(ranked[:, 0], labels, k)
+    per_class, present = confusion.diag(), confusion.sum(dim=1) > 0
+    recall = per_class[present].float() / confusion.sum(dim=1)[present].float()
+    return {
+        "top1": _percent(hits[:, : min(topk[0], k)].any(dim=1)),
+        "top5": _percent(hits[:, : min(topk[1], k)].any(dim=1)),
+        "mean_class_acc": 100.0 * recall.mean().item() if recall.numel() else None,
+        "num_videos": accumulator.num_videos,
+        "num_views": accumulator.num_views,
+        "num_failed": accumulator.num_failed,
+        "confusion_matrix": confusion,
+    }
+
+
+def format_metrics(metrics: dict, split: str = "test") -> str:
+    """One line: ``test: top-1 71.23% top-5 90.10% mean-class 70.52% | 19796 videos x 5 views | 8 failed (excluded)``."""
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None or math.isnan(value) else f"{value:.2f}%"
+
+    return (
+        f"{split}: top-1 {pct(metrics['top1'])} top-5 {pct(metrics['top5'])} "
+        f"mean-class {pct(metrics['mean_class_acc'])} | {metrics['num_videos']} videos x {metrics['num_views']} "
+        f"views | {metrics['num_failed']} failed (excluded)"
+    )
+
+
+def load_predictions(path: str | os.PathLike) -> dict:
+    """Reads ``test_predictions.pt`` (plain tensors, strings and lists: safe with ``weights_only=True``).
+
+    Re-aggregate offline with ``aggregate_views(p["view_logits"], "max")``; ``p["video_scores"]`` holds the
+    scores of ``p["ensemble"]`` and row i belongs to dataset index ``p["indices"][i]``.
+    """
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def write_results(
+    output_dir: str | os.PathLike,
+    metrics: dict,
+    accumulator: MultiViewAccumulator,
+    checkpoint: str | os.PathLike | None,
+    config_path: str | os.PathLike | None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, str]:
+    """Writes the test outputs into ``output_dir`` (call on rank 0 after ``gather``).
+
+    - ``test_results.json``: top1, top5, mean_class_acc (percent), num_videos, num_views, num_failed, checkpoint,
+      config, and ``failed`` = ``[{"index", "error"}]``.
+    - ``test_predictions.pt``: ``torch.save`` of ``{"indices" (N,), "labels" (N,), "view_logits" (N, V, K)
+      float32, "video_scores" (N, K), "ensemble", "num_views", "class_names", "failed"}``, valid videos sorted by
+      index; reload with ``load_predictions`` (or ``torch.load(path, weights_only=True)``).
+    - ``confusion_matrix.png``: rows = true class; counts in the cells and class-name ticks when K <= 50.
+
+    Returns:
+        The paths written, by kind ("results", "predictions", "confusion_matrix").
+    """
+    if class_names is not None and len(class_names) != accumulator.num_classes:
+        raise EvaluationError(
+            f"{len(class_names)} class names given for {accumulator.num_classes} classes (MODEL.NUM_CLASSES)"
+        )
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {name: os.path.join(output_dir, f) for name, f in
+             (("results", RESULTS_FILE), ("predictions", PREDICTIONS_FILE), ("confusion_matrix", CONFUSION_FILE))}  # fmt: skip
+    results = {key: metrics[key] for key in ("top1", "top5", "mean_class_acc", "num_videos", "num_views", "num_failed")}
+    results.update(
+        checkpoint=None if checkpoint is None else os.fspath(checkpoint),
+        config=None if config_path is None else os.fspath(config_path),
+        failed=accumulator.failed,
+    )
+    with open(paths["results"], "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    state = accumulator.state()
+    state["video_scores"] = aggregate_views(state["view_logits"], accumulator.ensemble)
+    state["class_names"] = None if class_names is None else list(class_names)
+    torch.save(state, paths["predictions"])
+    plot_confusion_matrix(metrics["confusion_matrix"], paths["confusion_matrix"], class_names)
+    return paths
+
+
+def plot_confusion_matrix(
+    confusion: torch.Tensor, path: str | os.PathLike, class_names: Sequence[str] | None = None
+) -> None:
+    """Saves a confusion-matrix PNG (Agg canvas, no pyplot state); colours are row-normalised recall."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("the confusion-matrix plot needs matplotlib: pip install matplotlib") from None
+    k = confusion.shape[0]
+    counts = confusion.cpu().long()
+    rows = counts.sum(dim=1, keepdim=True).clamp(min=1)
+    recall = (counts.float() / rows).numpy()
+    annotate = k <= MAX_ANNOTATED_CLASSES
+    side = min(max(6.0, 0.3 * k + 3.0), 20.0) if annotate else 12.0
+    fig = Figure(figsize=(side, side), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(recall, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"Confusion matrix ({int(counts.sum())} videos, {k} classes)")
+    if annotate:
+        names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+        fontsize = 10 if k <= 20 else 7
+        ax.set_xticks(range(k), names, rotation=90, fontsize=fontsize + 1)
+        ax.set_yticks(range(k), names, fontsize=fontsize + 1)
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j]:
+                    color = "white" if recall[i, j] > 0.5 else "black"
+                    ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=fontsize, color=color)
+    fig.tight_layout()
+    fig.savefig(path)

@@ -1,0 +1,271 @@
+"""Multi-view evaluation: aggregation, metrics on hand-made predictions, distributed gather and result files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from mvit_video.engine.evaluator import (
+    EvaluationError,
+    MultiViewAccumulator,
+    aggregate_views,
+    compute_metrics,
+    format_metrics,
+    gather,
+    load_predictions,
+    write_results,
+)
+
+# 4 videos x 2 views x 3 classes, given as view probabilities (the logits are their logs, so softmax gives them back).
+VIEW_PROBS = torch.tensor(
+    [
+        [[0.70, 0.20, 0.10], [0.60, 0.30, 0.10]],  # label 0: both ensembles -> 0 (right)
+        [[0.20, 0.70, 0.10], [0.10, 0.80, 0.10]],  # label 1: both -> 1 (right)
+        [[0.60, 0.10, 0.30], [0.50, 0.20, 0.30]],  # label 2: both -> 0 (wrong), class 2 second
+        [[0.60, 0.35, 0.05], [0.05, 0.45, 0.50]],  # label 1: sum [.65 .80 .55] -> 1 (right); max [.60 .45 .50] -> 0
+    ]
+)
+LOGITS = VIEW_PROBS.log()
+LABELS = torch.tensor([0, 1, 2, 1])
+INDICES = torch.tensor([10, 11, 12, 13])
+
+
+def _filled(ensemble: str = "sum") -> MultiViewAccumulator:
+    acc = MultiViewAccumulator(num_classes=3, num_views=2, ensemble=ensemble)
+    acc.add(INDICES[:3], LOGITS[:3], LABELS[:3], torch.ones(3, dtype=torch.bool), ["", "", ""])
+    acc.add(INDICES[3:], LOGITS[3:], LABELS[3:], torch.ones(1, dtype=torch.bool), [""])
+    return acc
+
+
+def test_aggregate_views_follows_pyslowfast_sum_and_max():
+    sums = aggregate_views(LOGITS, "sum")
+    maxes = aggregate_views(LOGITS, "max")
+    torch.testing.assert_close(sums[3], torch.tensor([0.65, 0.80, 0.55]))
+    torch.testing.assert_close(maxes[3], torch.tensor([0.60, 0.45, 0.50]))
+    assert sums.argmax(1).tolist() == [0, 1, 0, 1]
+    assert maxes.argmax(1).tolist() == [0, 1, 0, 0]
+    with pytest.raises(EvaluationError, match="'mean'"):
+        aggregate_views(LOGITS, "mean")
+
+
+def test_sum_ensemble_metrics_exact():
+    m = compute_metrics(_filled("sum"))
+    assert m["top1"] == pytest.approx(75.0)
+    assert m["top5"] == pytest.approx(100.0)  # k capped at 3 classes
+    assert m["mean_class_acc"] == pytest.approx(100 * (1 + 1 + 0) / 3)
+    assert (m["num_videos"], m["num_views"], m["num_failed"]) == (4, 2, 0)
+    assert m["confusion_matrix"].tolist() == [[1, 0, 0], [0, 2, 0], [1, 0, 0]]
+    assert m["confusion_matrix"].dtype == torch.int64
+
+
+def test_max_ensemble_metrics_exact():
+    m = compute_metrics(_filled("max"))
+    assert m["top1"] == pytest.approx(50.0)
+    assert m["top5"] == pytest.approx(100.0)
+    assert m["mean_class_acc"] == pytest.approx(100 * (1 + 0.5 + 0) / 3)
+    assert m["confusion_matrix"].tolist() == [[1, 0, 0], [1, 1, 0], [1, 0, 0]]
+
+
+def test_topk_capped_and_second_choice_counts():
+    acc = MultiViewAccumulator(num_classes=3, num_views=2)
+    acc.add(INDICES, LOGITS, LABELS)
+    m = compute_metrics(acc, topk=(1, 2))
+    assert m["top5"] == pytest.approx(100.0)  # video 12's class 2 is second
+    acc = MultiViewAccumulator(num_classes=3, num_views=2)
+    acc.add(INDICES, LOGITS, torch.tensor([0, 1, 1, 1]))  # video 12 labelled 1: last place for both ensembles
+    assert compute_metrics(acc, topk=(1, 2))["top5"] == pytest.approx(75.0)
+    assert compute_metrics(acc)["top5"] == pytest.approx(100.0)
+
+
+def test_mean_class_accuracy_by_hand_skips_absent_classes():
+    # 4 classes; labels 0,0,0,1; predictions 0,0,1,1; classes 2 and 3 have no video.
+    logits = torch.full((4, 1, 4), -5.0)
+    for i, pred in enumerate([0, 0, 1, 1]):
+        logits[i, 0, pred] = 5.0
+    acc = MultiViewAccumulator(num_classes=4, num_views=1)
+    acc.add(torch.arange(4), logits, torch.tensor([0, 0, 0, 1]))
+    m = compute_metrics(acc)
+    assert m["top1"] == pytest.approx(75.0)
+    assert m["mean_class_acc"] == pytest.approx(100 * (2 / 3 + 1) / 2)
+    assert m["confusion_matrix"].sum(1).tolist() == [3, 1, 0, 0]
+
+
+def test_failed_videos_excluded_and_counted():
+    acc = MultiViewAccumulator(num_classes=3, num_views=2)
+    garbage = torch.tensor([[[0.0, 0.0, 9.0], [0.0, 0.0, 9.0]]])
+    acc.add(
+        torch.tensor([10, 99, 11]),
+        torch.cat([LOGITS[:1], garbage, LOGITS[1:2]]),
+        torch.tensor([0, 0, 1]),
+        torch.tensor([True, False, True]),
+        ["", "corrupt moov atom", ""],
+    )
+    acc.add(torch.tensor([98]), garbage, torch.tensor([1]), torch.tensor([False]), [""])
+    acc.add(INDICES[2:], LOGITS[2:], LABELS[2:], torch.ones(2, dtype=torch.bool), ["", ""])
+    m = compute_metrics(acc)
+    expected = compute_metrics(_filled())
+    assert (m["num_videos"], m["num_failed"]) == (4, 2)
+    for key in ("top1", "top5", "mean_class_acc"):
+        assert m[key] == pytest.approx(expected[key])
+    assert torch.equal(m["confusion_matrix"], expected["confusion_matrix"])
+    assert acc.failed == [{"index": 98, "error": "unreadable video"}, {"index": 99, "error": "corrupt moov atom"}]
+    assert acc.missing_indices(14)[:3] == [0, 1, 2] and 98 not in acc.missing_indices(100)
+    line = format_metrics(m)
+    assert line == "test: top-1 75.00% top-5 100.00% mean-class 66.67% | 4 videos x 2 views | 2 failed (excluded)"
+
+
+def test_all_failed_gives_no_accuracy():
+    acc = MultiViewAccumulator(num_classes=3, num_views=2)
+    acc.add([5], LOGITS[:1], [0], [False], ["decode error"])
+    m = compute_metrics(acc)
+    assert (m["top1"], m["top5"], m["mean_class_acc"], m["num_videos"], m["num_failed"]) == (None, None, None, 0, 1)
+    assert "top-1 n/a" in format_metrics(m)
+
+
+def test_duplicate_index_is_an_error_naming_it():
+    acc = _filled()
+    with pytest.raises(EvaluationError, match="video index 12 was added twice"):
+        acc.add([12], LOGITS[:1], [0])
+    with pytest.raises(EvaluationError, match="video index 7 was added twice"):
+        MultiViewAccumulator(3, 2).add([7, 7], LOGITS[:2], [0, 1])
+    acc = MultiViewAccumulator(3, 2)
+    acc.add([4], LOGITS[:1], [0], [False], ["bad"])
+    with pytest.raises(EvaluationError, match="video index 4"):
+        acc.add([4], LOGITS[:1], [0])
+    assert acc.num_videos == 0  # the rejected batch left nothing behind
+
+
+def test_bad_inputs_are_rejected_before_anything_is_stored():
+    acc = MultiViewAccumulator(3, 2)
+    with pytest.raises(EvaluationError, match=r"\(B, V, K\) = \(4, 2, 3\)"):
+        acc.add(INDICES, LOGITS[:, :1], LABELS)
+    with pytest.raises(EvaluationError, match="label 3 is outside 0..2"):
+        acc.add(INDICES, LOGITS, torch.tensor([0, 1, 3, 1]))
+    with pytest.raises(EvaluationError, match="not supported"):
+        MultiViewAccumulator(3, 2, ensemble="avg")
+    acc.add(INDICES, LOGITS, LABELS)  # the indices were not claimed by the failed calls
+    assert acc.num_videos == 4
+
+
+def test_state_is_sorted_by_index_whatever_the_batch_order():
+    acc = MultiViewAccumulator(3, 2)
+    order = [3, 0, 2, 1]
+    acc.add(INDICES[order], LOGITS[order], LABELS[order])
+    state = acc.state()
+    assert state["indices"].tolist() == INDICES.tolist() and state["labels"].tolist() == LABELS.tolist()
+    torch.testing.assert_close(state["view_logits"], LOGITS)
+    acc.add([5], LOGITS[:1], [0])  # more after a state(): still sorted
+    assert acc.state()["indices"].tolist() == [5] + INDICES.tolist()
+
+
+def test_gather_without_process_group_is_a_no_op():
+    acc = _filled()
+    assert gather(acc) is acc
+
+
+def _gather_worker(rank: int, init_file: str, out_dir: str, duplicate: bool) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        acc = MultiViewAccumulator(num_classes=3, num_views=2, ensemble="max")
+        mine = [0, 2] if rank == 0 else [1, 3]  # ShardSampler order: rank r gets r, r + 2, ...
+        if duplicate and rank == 1:
+            mine = [1, 2]
+        acc.add(INDICES[mine], LOGITS[mine], LABELS[mine])
+        acc.add([100 + rank], LOGITS[:1], [0], [False], [f"broken on rank {rank}"])
+        try:
+            merged = gather(acc)
+        except EvaluationError as e:
+            torch.save({"error": str(e)}, f"{out_dir}/rank{rank}.pt")
+            return
+        metrics = compute_metrics(merged)
+        torch.save({"metrics": metrics, "state": merged.state()}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn_gather(tmp_path, duplicate: bool) -> list[dict]:
+    mp.spawn(_gather_worker, args=(str(tmp_path / "init"), str(tmp_path), duplicate), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def test_gather_two_gloo_processes_equals_single_process(tmp_path):
+    single = MultiViewAccumulator(num_classes=3, num_views=2, ensemble="max")
+    single.add(INDICES, LOGITS, LABELS)
+    single.add([100, 101], LOGITS[:2], [0, 0], [False, False], ["broken on rank 0", "broken on rank 1"])
+    expected = compute_metrics(single)
+    for out in _spawn_gather(tmp_path, duplicate=False):
+        m = out["metrics"]
+        for key in ("top1", "top5", "mean_class_acc", "num_videos", "num_views", "num_failed"):
+            assert m[key] == pytest.approx(expected[key])
+        assert torch.equal(m["confusion_matrix"], expected["confusion_matrix"])
+        assert torch.equal(out["state"]["indices"], INDICES)
+        torch.testing.assert_close(out["state"]["view_logits"], LOGITS)
+        assert out["state"]["failed"] == single.failed
+
+
+def test_gather_rejects_a_video_on_two_ranks(tmp_path):
+    for out in _spawn_gather(tmp_path, duplicate=True):
+        assert "rank 1: video index 12 was added twice" in out["error"]
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_write_results_files(tmp_path):
+    acc = _filled("sum")
+    acc.add([99], LOGITS[:1], [0], [False], ["corrupt moov atom"])
+    metrics = compute_metrics(acc)
+    paths = write_results(tmp_path / "out", metrics, acc, "ckpt/best.pyth", "configs/k400.yaml", ["a", "b", "c"])
+
+    results = json.loads((tmp_path / "out" / "test_results.json").read_text())
+    keys = {"top1", "top5", "mean_class_acc", "num_videos", "num_views", "num_failed", "checkpoint", "config"}
+    assert set(results) == keys | {"failed"}
+    assert results["top1"] == pytest.approx(75.0) and results["top5"] == pytest.approx(100.0)
+    assert results["mean_class_acc"] == pytest.approx(200 / 3)
+    assert (results["num_videos"], results["num_views"], results["num_failed"]) == (4, 2, 1)
+    assert (results["checkpoint"], results["config"]) == ("ckpt/best.pyth", "configs/k400.yaml")
+    assert results["failed"] == [{"index": 99, "error": "corrupt moov atom"}]
+
+    preds = load_predictions(paths["predictions"])
+    assert preds["indices"].tolist() == INDICES.tolist() and preds["labels"].tolist() == LABELS.tolist()
+    assert preds["view_logits"].shape == (4, 2, 3) and preds["class_names"] == ["a", "b", "c"]
+    assert preds["ensemble"] == "sum" and preds["num_views"] == 2
+    torch.testing.assert_close(preds["video_scores"], aggregate_views(LOGITS, "sum"))
+    top1 = (aggregate_views(preds["view_logits"], preds["ensemble"]).argmax(1) == preds["labels"]).float().mean()
+    assert 100 * top1.item() == pytest.approx(results["top1"])
+    top1_max = (aggregate_views(preds["view_logits"], "max").argmax(1) == preds["labels"]).float().mean()
+    assert 100 * top1_max.item() == pytest.approx(50.0)  # offline re-aggregation with the other method
+
+    width, height = _png_size(tmp_path / "out" / "confusion_matrix.png")
+    assert 400 <= width <= 2500 and 400 <= height <= 2500
+
+
+def test_confusion_png_many_classes_without_names(tmp_path):
+    k = 60
+    acc = MultiViewAccumulator(num_classes=k, num_views=1)
+    labels = torch.arange(120) % k
+    logits = torch.nn.functional.one_hot((labels + (torch.arange(120) % 7 == 0).long()) % k, k).float()[:, None] * 4
+    acc.add(torch.arange(120), logits, labels)
+    metrics = compute_metrics(acc)
+    assert metrics["top1"] == pytest.approx(100 * (120 - 18) / 120)
+    write_results(tmp_path, metrics, acc, None, None)
+    width, height = _png_size(tmp_path / "confusion_matrix.png")
+    assert 800 <= width <= 2500 and 800 <= height <= 2500
+    assert json.loads((tmp_path / "test_results.json").read_text())["checkpoint"] is None
+    with pytest.raises(EvaluationError, match="2 class names given for 60 classes"):
+        write_results(tmp_path, metrics, acc, None, None, ["a", "b"])
+
+
+def test_format_metrics_line():
+    metrics = {"top1": 71.234, "top5": 90.1, "mean_class_acc": 70.52, "num_videos": 19796, "num_views": 5,
+               "num_failed": 8}  # fmt: skip
+    assert format_metrics(metrics) == (
+        "test: top-1 71.23% top-5 90.10% mean-class 70.52% | 19796 videos x 5 views | 8 failed (excluded)"
+    )
