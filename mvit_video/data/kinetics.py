@@ -43,12 +43,18 @@ class ClipSampling:
     uniform: bool = False
     use_offset: bool = False
 
+    def _fps(self, fps: float) -> float:
+        """A file without frame-rate metadata is taken to run at ``target_fps`` (its frames are used as they are)."""
+        return fps if fps > 0 else self.target_fps
+
     def train_indices(self, num_video_frames: int, fps: float, rng: random.Random) -> list[int]:
+        fps = self._fps(fps)
         if self.uniform:
             return uniform_segment_indices(num_video_frames, self.num_frames, train=True, rng=rng)
         return train_clip_indices(num_video_frames, self.num_frames, self.sampling_rate, fps, self.target_fps, rng)
 
     def test_indices(self, num_video_frames: int, fps: float, num_clips: int) -> list[list[int]]:
+        fps = self._fps(fps)
         if self.uniform:
             return [uniform_segment_indices(num_video_frames, self.num_frames, train=False)] * num_clips
         return test_clip_indices(

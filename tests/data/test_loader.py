@@ -223,3 +223,10 @@ def test_image_folders_are_one_frame_clips(tmp_path):
     # a flat grey image normalises to the same value everywhere: (60/255 - 0.485) / 0.229 in the red channel
     assert test["video"][0, 0].flatten().unique().tolist() == pytest.approx([(60 / 255 - 0.485) / 0.229], abs=1e-5)
     assert "broken.png" in (tmp_path / "bad_videos.txt").read_text()
+
+
+def test_missing_frame_rate_falls_back_to_target_fps():
+    sampling = ClipSampling(num_frames=4, sampling_rate=2, target_fps=15.0, use_offset=True)
+    # no fps metadata (0): the stride applies to the video's own frames: span 8, start floor((20 - 8) / 2) = 6,
+    # linspace(6, 13, 4) truncated
+    assert sampling.test_indices(20, 0.0, 1) == sampling.test_indices(20, 15.0, 1) == [[6, 8, 10, 13]]
