@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mvit_video.config import ConfigError, IgnoredConfigKeyWarning, get_cfg, load_config, validate
+from tests.conftest import ROOT, SHARED
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SLOWFAST_DIR = SHARED / "slowfast_configs"
 SLOWFAST_YAMLS = sorted(SLOWFAST_DIR.glob("*.yaml")) if SLOWFAST_DIR.is_dir() else []
 needs_shared = pytest.mark.skipif(not SLOWFAST_DIR.is_dir(), reason=f"{SLOWFAST_DIR} is absent")
@@ -167,7 +167,7 @@ def test_every_pyslowfast_yaml_loads(path: Path) -> None:
     assert cfg.DATA.DECODING_BACKEND in ("torchvision", "pyav")
 
 
-REPO_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("**/*.yaml"))
+REPO_CONFIGS = sorted((ROOT / "configs").glob("**/*.yaml"))
 
 
 @pytest.mark.skipif(not REPO_CONFIGS, reason="no YAML under configs/")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,17 +18,11 @@ from mvit_video.models.convert import (
     torchvision_to_slowfast,
     unwrap_checkpoint,
 )
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-REF_DIR = SHARED / "ref"
-
+from tests.conftest import load_reference, rel_l2
 
 def ref_keys(case: str) -> dict[str, tuple[int, ...]]:
     """PySlowFast's ``{name: shape}`` for one reference architecture; skips when ../shared is absent."""
-    path = REF_DIR / f"slowfast_{case}.json"
-    if not path.is_file():
-        pytest.skip(f"reference file {path} not available")
-    return {name: tuple(shape) for name, shape in json.loads(path.read_text())["keys"]}
+    return {name: tuple(shape) for name, shape in load_reference(f"slowfast_{case}")["keys"]}
 
 
 def shapes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -261,17 +253,13 @@ def test_pytorchvideo_incomplete_qkv_is_an_error():
 # ---------------------------------------------------------------- logit equivalence with our model
 
 
-def relative_l2(ours: torch.Tensor, theirs: torch.Tensor) -> float:
-    return ((ours - theirs).norm() / theirs.norm()).item()
-
-
 def assert_same_logits(ours: nn.Module, theirs: nn.Module, converted: dict, x: torch.Tensor) -> float:
     ours.double().eval().load_state_dict(converted, strict=True)
     with torch.no_grad():
         expected = theirs(x)
         got = ours(x)
     assert got.shape == expected.shape
-    err = relative_l2(got, expected)
+    err = rel_l2(got, expected)
     print(f"relative L2 error: {err:.3e}")
     assert err < 1e-6, f"relative L2 error {err:.3e}"
     return err
@@ -315,5 +303,5 @@ def test_pytorchvideo_logits_match_ours():
     assert "pooling LayerNorm eps set to 1e-05, as in pytorchvideo" in report.adapted
     assert ours.cfg.pool_norm_eps == 1e-5 and ours.blocks[3].attn.norm_k.eps == 1e-5
     with torch.no_grad():
-        err = relative_l2(ours(x), theirs(x))
+        err = rel_l2(ours(x), theirs(x))
     assert err < 1e-6, f"relative L2 error {err:.3e}"
