@@ -14,6 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mvit_video.cli import run_cli  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,23 +30,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mvit_video.data.toy import ToyDatasetError, format_summary, make_toy_dataset
+    from mvit_video.data.toy import format_summary, make_toy_dataset
 
-    try:
-        summary = make_toy_dataset(
-            args.out,
-            num_per_class=args.per_class,
-            seed=args.seed,
-            val_per_class=args.val_per_class,
-            test_per_class=args.test_per_class,
-            workers=args.workers,
-        )
-    except ToyDatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    summary = make_toy_dataset(
+        args.out,
+        num_per_class=args.per_class,
+        seed=args.seed,
+        val_per_class=args.val_per_class,
+        test_per_class=args.test_per_class,
+        workers=args.workers,
+    )
     print(format_summary(summary))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

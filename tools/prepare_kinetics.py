@@ -15,6 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mvit_video.cli import run_cli  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,27 +39,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mvit_video.data.prepare import PrepareError, format_report, prepare_kinetics
+    from mvit_video.data.prepare import format_report, prepare_kinetics
 
-    try:
-        report = prepare_kinetics(
-            args.annotations,
-            args.videos,
-            args.out,
-            classes=args.classes,
-            reencode_dir=args.reencode,
-            short_side=args.short_side,
-            gop=args.gop,
-            workers=args.workers,
-            path_prefix=args.path_prefix,
-            progress=not args.no_progress,
-        )
-    except PrepareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    report = prepare_kinetics(
+        args.annotations,
+        args.videos,
+        args.out,
+        classes=args.classes,
+        reencode_dir=args.reencode,
+        short_side=args.short_side,
+        gop=args.gop,
+        workers=args.workers,
+        path_prefix=args.path_prefix,
+        progress=not args.no_progress,
+    )
     print(format_report(report), end="")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)
