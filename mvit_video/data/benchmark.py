@@ -17,8 +17,7 @@ import av
 import numpy as np
 import torch
 
-from .decode import open_video
-from .kinetics import ClipDataset, ClipSampling, DecodeOptions, MultiViewDataset, frames_to_clip
+from .kinetics import ClipDataset, ClipSampling, MultiViewDataset, frames_to_clip
 from .records import VideoRecord
 from .sampling import spatial_crop_offsets
 from .transforms import crop, normalize, short_side_resize
@@ -107,12 +106,6 @@ def _timed(name: str, backend: str, mode: str, workers: int, run: Callable[[rand
     return Measurement(name, backend, mode, workers, clips, best)
 
 
-def _train_frames(record: VideoRecord, sampling: ClipSampling, decode: DecodeOptions, rng) -> torch.Tensor:
-    """Our reader: the frames of one random training clip, (T, C, H, W) uint8."""
-    with open_video(record.path, decode.backend, decode.num_threads) as reader:
-        return frames_to_clip(reader.get_frames(sampling.train_indices(reader.num_frames, reader.fps, rng)))
-
-
 def _pyslowfast_train_frames(record: VideoRecord, sampling: ClipSampling, rng) -> torch.Tensor:
     return frames_to_clip(pyslowfast_pyav_clip(
         record.path, sampling.num_frames, sampling.sampling_rate, sampling.target_fps, -1, 1, sampling.use_offset, rng
@@ -121,12 +114,8 @@ def _pyslowfast_train_frames(record: VideoRecord, sampling: ClipSampling, rng) -
 
 def _test_frames(record: VideoRecord, dataset: MultiViewDataset, per_view: bool) -> int:
     """Decodes the frames of all temporal views (one request, or one open + request per view); returns views."""
-    requests = range(dataset.num_clips) if per_view else [None]
-    for only in requests:
-        with open_video(record.path, dataset.decode.backend, dataset.decode.num_threads) as reader:
-            clips = dataset.sampling.test_indices(reader.num_frames, reader.fps, dataset.num_clips)
-            clips = clips if only is None else clips[only : only + 1]
-            reader.get_frames(sorted({i for clip in clips for i in clip}))
+    for only in range(dataset.num_clips) if per_view else [None]:
+        dataset.read_clips(record, only)
     return dataset.num_views
 
 
@@ -151,7 +140,7 @@ def measure_train(train: ClipDataset, num_videos: int, baseline: bool) -> list[M
     records, backend, sampling = train.records[:num_videos], train.decode.backend, train.sampling
 
     def ours_decode(rng):
-        return sum(1 for r in records if _train_frames(r, sampling, train.decode, rng) is not None)
+        return sum(1 for r in records if train.read_clip(r, rng) is not None)
 
     def pyslowfast_decode(rng):
         return sum(1 for r in records if _pyslowfast_train_frames(r, sampling, rng) is not None)

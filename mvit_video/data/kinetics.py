@@ -112,10 +112,14 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _load(self, index: int, rng: random.Random) -> torch.Tensor:
-        with open_video(self.records[index].path, self.decode.backend, self.decode.num_threads) as reader:
+    def read_clip(self, record: VideoRecord, rng: random.Random) -> torch.Tensor:
+        """The frames of one randomly placed training clip, (T, C, H, W) uint8, before augmentation."""
+        with open_video(record.path, self.decode.backend, self.decode.num_threads) as reader:
             indices = self.sampling.train_indices(reader.num_frames, reader.fps, rng)
-            clip = frames_to_clip(reader.get_frames(indices))
+            return frames_to_clip(reader.get_frames(indices))
+
+    def _load(self, index: int, rng: random.Random) -> torch.Tensor:
+        clip = self.read_clip(self.records[index], rng)
         views = [self.transform(clip, rng) for _ in range(self.num_samples)]
         return views[0] if self.num_samples == 1 else torch.stack(views)
 
@@ -178,14 +182,22 @@ class MultiViewDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def views(self, record: VideoRecord, only_clip: int | None = None) -> torch.Tensor:
-        """All views of one video, (V, C, T, H, W); with ``only_clip``, just that temporal clip's crops."""
+    def read_clips(self, record: VideoRecord, only_clip: int | None = None) -> tuple[torch.Tensor, list, list]:
+        """Decodes the frames of all temporal clips in one sorted request (or of ``only_clip`` alone).
+
+        Returns:
+            frames (N, C, H, W) uint8 for the sorted unique frame indices ``wanted``, and the clips' index lists.
+        """
         with open_video(record.path, self.decode.backend, self.decode.num_threads) as reader:
             clips = self.sampling.test_indices(reader.num_frames, reader.fps, self.num_clips)
             if only_clip is not None:
                 clips = clips[only_clip : only_clip + 1]
             wanted = sorted({i for clip in clips for i in clip})
-            frames = frames_to_clip(reader.get_frames(wanted))
+            return frames_to_clip(reader.get_frames(wanted)), wanted, clips
+
+    def views(self, record: VideoRecord, only_clip: int | None = None) -> torch.Tensor:
+        """All views of one video, (V, C, T, H, W); with ``only_clip``, just that temporal clip's crops."""
+        frames, wanted, clips = self.read_clips(record, only_clip)
         frames = short_side_resize(frames, self.crop_size, self.interpolation)
         position = {frame: i for i, frame in enumerate(wanted)}
         offsets = spatial_crop_offsets(frames.shape[2], frames.shape[3], self.crop_size, self.num_crops)

@@ -210,10 +210,9 @@ def check_video(path: str) -> str | None:
     return None
 
 
-def _reason(what: str, error: Exception) -> str:
+def _reason(error: Exception) -> str:
     detail = getattr(error, "strerror", None) or str(error)  # strerror leaves out the file name
-    text = f"{type(error).__name__}: {detail}"
-    return (f"{what}: {text}" if what else text).splitlines()[0]
+    return f"{type(error).__name__}: {detail}".splitlines()[0]
 
 
 def check_videos(paths: Sequence[str], workers: int) -> dict[str, str]:
@@ -284,7 +283,7 @@ def _reencode_job(job: tuple[str, str, int, int]) -> str | None:
     except _ENCODE_ERRORS as e:
         if os.path.exists(f"{dst}.partial.mp4"):
             os.remove(f"{dst}.partial.mp4")
-        return _reason("", e)
+        return _reason(e)
 
 
 def reencode_videos(jobs: Sequence[tuple[str, str, int, int]], workers: int, progress: bool = True) -> dict[str, str]:
