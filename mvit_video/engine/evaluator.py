@@ -213,6 +213,17 @@ def _percent(correct: torch.Tensor) -> float | None:
     return 100.0 * correct.float().mean().item() if correct.numel() else None
 
 
+def topk_ranked(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) -> tuple[torch.Tensor, list]:
+    """Classes ranked by score (N, max k) and the top-k accuracy in percent for each k (capped at the class count;
+    None when there are no labels)."""
+    num_classes = scores.shape[1] if scores.ndim == 2 else 1
+    if not labels.numel():
+        return torch.zeros(0, 1, dtype=torch.long), [None for _ in ks]
+    ranked = scores.topk(min(max(ks), num_classes), dim=1).indices  # (N, k)
+    hits = ranked == labels[:, None]
+    return ranked, [_percent(hits[:, : min(k, num_classes)].any(dim=1)) for k in ks]
+
+
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(K, K) int64 counts; rows are true classes, columns predicted classes."""
     flat = labels.long() * num_classes + predictions.long()
@@ -233,14 +244,13 @@ def compute_metrics(accumulator: MultiViewAccumulator, topk: tuple[int, int] = (
     """
     _, scores, labels = accumulator.scores()
     k = accumulator.num_classes
-    ranked = scores.topk(min(max(topk), k), dim=1).indices if labels.numel() else torch.zeros(0, 1, dtype=torch.long)
-    hits = ranked == labels[:, None]  # (N, k)
+    ranked, (top1, top5) = topk_ranked(scores, labels, topk)
     confusion = confusion_matrix(ranked[:, 0], labels, k)
     per_class, present = confusion.diag(), confusion.sum(dim=1) > 0
     recall = per_class[present].float() / confusion.sum(dim=1)[present].float()
     return {
-        "top1": _percent(hits[:, : min(topk[0], k)].any(dim=1)),
-        "top5": _percent(hits[:, : min(topk[1], k)].any(dim=1)),
+        "top1": top1,
+        "top5": top5,
         "mean_class_acc": 100.0 * recall.mean().item() if recall.numel() else None,
         "num_videos": accumulator.num_videos,
         "num_views": accumulator.num_views,

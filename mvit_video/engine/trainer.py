@@ -32,7 +32,7 @@ from ..data.mixup import Mixup, soft_target_cross_entropy
 from ..models import build_model, load_pretrained
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from .distributed import is_main_process
-from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, write_results
+from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, topk_ranked, write_results
 from .optim import LRSchedule, build_optimizer, set_lr
 
 logger = logging.getLogger(__name__)
@@ -75,9 +75,7 @@ def log_json_stats(stats: dict) -> None:
 
 def topk_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[float]:
     """Top-k error rates in percent of (B, K) logits against (B,) labels (k capped at K)."""
-    ranked = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices  # (B, k)
-    hits = ranked == labels[:, None]
-    return [100.0 * (1.0 - hits[:, : min(k, logits.shape[1])].any(dim=1).float().mean().item()) for k in ks]
+    return [100.0 - accuracy for accuracy in topk_ranked(logits, labels, ks)[1]]
 
 
 # ----------------------------------------------------------------------------------------------------------- train
