@@ -7,7 +7,7 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).resolve().parent
 
 INSTALL_REQUIRES = [
-    "torch>=2.2,<3",
+    "torch>=2.3,<3",
     "torchvision>=0.17,<1",
     "numpy>=1.26,<3",
     "Pillow>=10",
@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "simplejson>=3.19",
     "tqdm>=4.66",
     "matplotlib>=3.7",
+    "tensorboard>=2.14,<3",
     "av>=12,<19",
     # decord2 is the maintained build of decord (same `decord` module, current FFmpeg).
     "decord2>=3.4,<4",

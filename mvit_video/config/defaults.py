@@ -141,9 +141,11 @@ def _add_train(cfg: CfgNode) -> None:
     cfg.TRAIN.CHECKPOINT_INFLATE = False  # inflate 2D weights to 3D
     cfg.TRAIN.CHECKPOINT_EPOCH_RESET = False
     cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = []  # prefixes stripped from checkpoint keys
+    cfg.TRAIN.CHECKPOINT_REINIT_HEAD = False  # toolkit: fine-tune CHECKPOINT_FILE_PATH with a new classifier
     cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR = 0.0  # 0 disables the check
     cfg.TRAIN.MIXED_PRECISION = False  # PySlowFast: True means fp16 autocast
     cfg.TRAIN.PRECISION = "fp32"  # toolkit: "fp32", "fp16" or "bf16" autocast dtype
+    cfg.TRAIN.GRAD_ACCUM_STEPS = 1  # toolkit: batches per optimizer step (effective batch = BATCH_SIZE * steps)
 
 
 def _add_aug(cfg: CfgNode) -> None:

@@ -426,6 +426,8 @@ def _check_toolkit(cfg: CfgNode, source: str) -> None:
             True,
             "contradicts TRAIN.PRECISION='fp32'; set TRAIN.PRECISION to fp16 or bf16",
         )
+    if not _is_int(cfg.TRAIN.GRAD_ACCUM_STEPS, 1):
+        _fail(source, "TRAIN.GRAD_ACCUM_STEPS", cfg.TRAIN.GRAD_ACCUM_STEPS, "must be an integer >= 1")
     if not 0.0 <= cfg.DATA.MAX_BAD_FRACTION <= 1.0:
         _fail(source, "DATA.MAX_BAD_FRACTION", cfg.DATA.MAX_BAD_FRACTION, "must be in [0, 1]")
     if not _is_int(cfg.DEMO.TOPK, 1):

@@ -68,15 +68,23 @@ def read_split(cfg, split: str) -> list[VideoRecord]:
     return records
 
 
-def _bad_log(cfg, split: str, records: list[VideoRecord]) -> BadVideoLog:
-    """The split's bad-file log, after a pre-flight check for missing files (a wrong path prefix stops here)."""
-    log = BadVideoLog(os.path.join(cfg.OUTPUT_DIR, BAD_VIDEO_LOG), len(records), cfg.DATA.MAX_BAD_FRACTION, split)
+def check_split(cfg, split: str) -> tuple[list[VideoRecord], list[VideoRecord]]:
+    """(records, missing files) of a split; a missing split file, a label outside MODEL.NUM_CLASSES or more missing
+    videos than DATA.MAX_BAD_FRACTION (a wrong path prefix) raise with one line. Reads the index and stats the
+    files, nothing more: a cheap check before any work."""
+    records = read_split(cfg, split)
     missing = find_missing(records)
     if len(missing) > cfg.DATA.MAX_BAD_FRACTION * len(records):
         raise TooManyBadVideos(
             f"{len(missing)} of {len(records)} {split} files do not exist (e.g. {missing[0].path}), more than "
             f"DATA.MAX_BAD_FRACTION={cfg.DATA.MAX_BAD_FRACTION}; check DATA.PATH_TO_DATA_DIR and DATA.PATH_PREFIX"
         )
+    return records, missing
+
+
+def _bad_log(cfg, split: str, records: list[VideoRecord], missing: list[VideoRecord]) -> BadVideoLog:
+    """The split's bad-file log, with the missing files already recorded."""
+    log = BadVideoLog(os.path.join(cfg.OUTPUT_DIR, BAD_VIDEO_LOG), len(records), cfg.DATA.MAX_BAD_FRACTION, split)
     for record in missing:
         log.record(record.path, "missing file")
     return log
@@ -130,8 +138,8 @@ def build_dataset(cfg, split: str) -> Dataset:
     """
     name = _dataset_name(cfg, split)
     decode = _decode_options(cfg) if name in VIDEO_DATASETS else None
-    records = read_split(cfg, split)
-    bad_log = _bad_log(cfg, split, records)
+    records, missing = check_split(cfg, split)
+    bad_log = _bad_log(cfg, split, records, missing)
     if name in IMAGE_DATASETS:
         transform = build_train_transform(cfg) if split == "train" else None
         return ImageDataset(records, bad_log, transform, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.MEAN, cfg.DATA.STD,
@@ -183,7 +191,8 @@ def _worker_init(worker_id: int) -> None:
 def build_loader(cfg, split: str) -> DataLoader:
     """A DataLoader for one split of a config, sharded across the processes of a distributed run.
 
-    ``TRAIN.BATCH_SIZE`` / ``TEST.BATCH_SIZE`` are global batch sizes, divided by the number of processes. The
+    ``TRAIN.BATCH_SIZE`` / ``TEST.BATCH_SIZE`` are per machine, as in PySlowFast: each of the machine's processes
+    (``world size / NUM_SHARDS``) loads an equal part; the global batch is ``BATCH_SIZE * NUM_SHARDS``. The
     training sampler is a ``DistributedSampler`` (also for one process): call ``loader.sampler.set_epoch(e)`` and
     ``loader.dataset.set_epoch(e)`` each epoch. Evaluation uses ``ShardSampler`` (each video once).
     """
@@ -191,8 +200,11 @@ def build_loader(cfg, split: str) -> DataLoader:
     dataset = build_dataset(cfg, split)
     batch = cfg.TRAIN.BATCH_SIZE if split in ("train", "val") else cfg.TEST.BATCH_SIZE
     key = "TRAIN.BATCH_SIZE" if split in ("train", "val") else "TEST.BATCH_SIZE"
-    if batch % world:
-        raise DatasetError(f"{key}={batch} must be divisible by the number of processes ({world})")
+    per_machine = max(world // max(cfg.NUM_SHARDS, 1), 1)
+    if batch % per_machine:
+        raise DatasetError(
+            f"{key}={batch} is per machine and must be divisible by its number of processes ({per_machine})"
+        )
     if split == "train":
         sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.RNG_SEED, drop_last=True)
     else:
@@ -200,7 +212,7 @@ def build_loader(cfg, split: str) -> DataLoader:
     workers = cfg.DATA_LOADER.NUM_WORKERS
     return DataLoader(
         dataset,
-        batch_size=batch // world,
+        batch_size=batch // per_machine,
         sampler=sampler,
         num_workers=workers,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),

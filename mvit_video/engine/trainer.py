@@ -1,26 +1,33 @@
 """The training and multi-view test loops behind ``tools/run_net.py``, with PySlowFast's semantics.
 
-``train(cfg)``: seed, build the model, optionally start from ``TRAIN.CHECKPOINT_FILE_PATH``, resume from the latest
-checkpoint in ``OUTPUT_DIR`` (``TRAIN.AUTO_RESUME``), then per epoch: train (per-iteration LR, mixup / cross
-entropy, gradient clipping), validate every ``TRAIN.EVAL_PERIOD`` epochs and checkpoint every
-``TRAIN.CHECKPOINT_PERIOD`` epochs and at the end. Progress is logged as ``json_stats: {...}`` lines.
+``train(cfg)``: seed, build the model (DDP-wrapped in a multi-process run), optionally start from
+``TRAIN.CHECKPOINT_FILE_PATH``, resume from the latest checkpoint in ``OUTPUT_DIR`` (``TRAIN.AUTO_RESUME``), then
+per epoch: train (per-iteration LR, mixup / cross entropy, autocast in ``TRAIN.PRECISION`` with a loss scaler for
+fp16, ``TRAIN.GRAD_ACCUM_STEPS`` batches per optimizer step, gradient clipping), validate every
+``TRAIN.EVAL_PERIOD`` epochs and checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs and at the end.
 
-``test(cfg)``: multi-view evaluation of ``TEST.CHECKPOINT_FILE_PATH`` (or the latest checkpoint) on the test split,
-writing ``test_results.json``, ``test_predictions.pt`` and ``confusion_matrix.png`` to ``OUTPUT_DIR``.
+``test(cfg)``: multi-view evaluation of ``TEST.CHECKPOINT_FILE_PATH`` (or the latest checkpoint) on the test split;
+every rank scores its shard, rank 0 gathers and writes ``test_results.json``, ``test_predictions.pt`` and
+``confusion_matrix.png`` to ``OUTPUT_DIR``.
 
-Single process only for now: no DistributedDataParallel, no mixed precision.
+Randomness: the model is initialised from ``RNG_SEED``; each epoch re-seeds torch from (``RNG_SEED``, epoch, rank)
+and the data pipeline draws per item, so an epoch's batches, augmentations and drop-path masks do not depend on
+what happened before it -- a run resumed at an epoch boundary repeats the uninterrupted run exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import random
 import time
+import warnings
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import simplejson
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,12 +37,19 @@ from ..config import ConfigError
 from ..data.loader import build_loader
 from ..data.mixup import Mixup, soft_target_cross_entropy
 from ..models import build_model, load_pretrained
+from ..models.pretrained import CheckpointError
+from ..models.stats import count_flops, count_params
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
-from .distributed import is_main_process
+from .distributed import all_reduce_mean, barrier, is_dist, is_main_process, rank, unwrap_model, world_size
 from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, topk_ranked, write_results
+from .logging import CURVES_FILE, STATS_FILE, Meter, StatsLogger, memory_mb, plot_training_curves
 from .optim import LRSchedule, build_optimizer, set_lr
 
 logger = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+# tensors a checkpoint may lack and the model starts fresh (temporal tables of image checkpoints)
+_MAY_BE_MISSING = ("rel_pos_t", "pos_embed_temporal")
 
 
 class TrainingDiverged(RuntimeError):
@@ -48,12 +62,17 @@ class TrainingDiverged(RuntimeError):
 def seed_everything(seed: int) -> None:
     """Seeds Python, NumPy and torch (CPU and CUDA) generators."""
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
+def epoch_seed(cfg, epoch: int) -> int:
+    """The seed of epoch ``epoch`` on this rank (drop path and other in-model randomness)."""
+    return (cfg.RNG_SEED * 1_000_003 + epoch * 1_009 + rank()) % 2**63
+
+
 def select_device(cfg) -> torch.device:
-    """CUDA when ``NUM_GPUS > 0`` and available, else CPU."""
+    """CUDA (this process's device) when ``NUM_GPUS > 0`` and available, else CPU."""
     if cfg.NUM_GPUS > 0 and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     if cfg.NUM_GPUS > 0:
@@ -61,16 +80,41 @@ def select_device(cfg) -> torch.device:
     return torch.device("cpu")
 
 
-def init_from_checkpoint(model: nn.Module, path: str) -> None:
-    """Loads ``TRAIN.CHECKPOINT_FILE_PATH`` weights; a classifier of another size is re-initialised."""
-    report = load_pretrained(model, path, num_classes_mismatch="reinit")
+def autocast(device: torch.device, precision: str):
+    """The autocast context of ``TRAIN.PRECISION`` (a no-op for fp32)."""
+    dtype = _DTYPES[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def init_from_checkpoint(model: nn.Module, path: str, reinit_head: bool) -> None:
+    """Loads ``TRAIN.CHECKPOINT_FILE_PATH`` weights into ``model``; a checkpoint that lacks tensors of the model
+    (another depth or variant) or classifies another number of classes without ``reinit_head`` is a
+    one-line ``CheckpointError``."""
+    try:
+        report = load_pretrained(model, path, num_classes_mismatch="reinit" if reinit_head else "error")
+    except CheckpointError as e:
+        raise CheckpointError(
+            str(e).replace("pass num_classes_mismatch='reinit'", "set TRAIN.CHECKPOINT_REINIT_HEAD True")
+        ) from None
+    lacking = [k for k in report.missing if not any(part in k for part in _MAY_BE_MISSING)]
+    if lacking:
+        raise CheckpointError(
+            f"{path} lacks {len(lacking)} of the model's tensors (e.g. {lacking[0]}): is it another architecture? "
+            "Use the config the checkpoint was trained with"
+        )
     logger.info("initialised from %s: %s", path, report.summary())
 
 
-def log_json_stats(stats: dict) -> None:
-    """Logs ``json_stats: {...}`` (PySlowFast's format; floats rounded to 6 significant digits)."""
-    rounded = {k: (float(f"{v:.6g}") if isinstance(v, float) and math.isfinite(v) else v) for k, v in stats.items()}
-    logger.info("json_stats: %s", simplejson.dumps(rounded, sort_keys=True, ignore_nan=True))
+def log_model_info(cfg, model: nn.Module, stats: StatsLogger) -> None:
+    """Logs parameters and GFLOPs of one view (fvcore) at the start of training."""
+    if not (cfg.LOG_MODEL_INFO and is_main_process()):
+        return
+    inner = unwrap_model(model)
+    devices = [next(inner.parameters()).device] if next(inner.parameters()).is_cuda else []
+    with torch.random.fork_rng(devices=devices):
+        gflops = count_flops(inner) / 1e9
+    stats.log({"_type": "model_info", "params_m": count_params(inner) / 1e6, "gflops": gflops,
+               "input_size": list(inner.cfg.input_size)})  # fmt: skip
 
 
 def topk_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[float]:
@@ -78,27 +122,51 @@ def topk_errors(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] 
     return [100.0 - accuracy for accuracy in topk_ranked(logits, labels, ks)[1]]
 
 
+def class_names(cfg) -> list[str] | None:
+    """Class names for the confusion matrix: TENSORBOARD.CLASS_NAMES_PATH, else DATA_DIR/classnames.txt."""
+    from ..data.classnames import load_classnames
+
+    path = cfg.TENSORBOARD.CLASS_NAMES_PATH or os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "classnames.txt")
+    if not os.path.isfile(path):
+        return None
+    names = load_classnames(path)
+    return names if len(names) == cfg.MODEL.NUM_CLASSES else None
+
+
 # ----------------------------------------------------------------------------------------------------------- train
 
 
+@dataclass
+class Run:
+    """What the training loop carries from step to step."""
+
+    cfg: Any
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    schedule: LRSchedule
+    device: torch.device
+    stats: StatsLogger
+
+
 def build_mixup(cfg, epoch: int) -> Mixup | None:
-    """The epoch's Mixup (seeded by RNG_SEED and epoch, so a resumed run draws the same), or None."""
+    """The epoch's Mixup (seeded by RNG_SEED, epoch and rank, so a resumed run draws the same), or None."""
     if not cfg.MIXUP.ENABLE:
         return None
     m = cfg.MIXUP
     return Mixup(m.ALPHA, m.CUTMIX_ALPHA, m.PROB, m.SWITCH_PROB, m.LABEL_SMOOTH_VALUE, cfg.MODEL.NUM_CLASSES,
-                 rng=random.Random(cfg.RNG_SEED * 100003 + epoch))  # fmt: skip
+                 rng=random.Random(epoch_seed(cfg, epoch)))  # fmt: skip
 
 
 def compute_loss(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, mixup: Mixup | None):
     """Forward and loss: soft-target CE on mixed clips with MIXUP.ENABLE (smoothing inside the targets), else
-    plain cross entropy, as PySlowFast does. Returns (loss, logits)."""
+    plain cross entropy, as PySlowFast does. Returns (loss, logits); the loss is float32."""
     if mixup is not None:
         videos, targets = mixup(videos, labels)
         logits = model(videos)
-        return soft_target_cross_entropy(logits, targets), logits
+        return soft_target_cross_entropy(logits.float(), targets), logits
     logits = model(videos)
-    return F.cross_entropy(logits, labels), logits
+    return F.cross_entropy(logits.float(), labels), logits
 
 
 def clip_and_measure(cfg, model: nn.Module) -> float:
@@ -110,113 +178,130 @@ def clip_and_measure(cfg, model: nn.Module) -> float:
     return float(nn.utils.clip_grad_norm_(params, max_norm))
 
 
-def check_loss(loss: torch.Tensor, cfg, epoch: int, iteration: int) -> None:
+def check_loss(loss: float, cfg, epoch: int, iteration: int) -> None:
     """Raises ``TrainingDiverged`` (one line, naming the last good checkpoint) for a NaN or infinite loss."""
-    if math.isfinite(loss.item()):
+    if math.isfinite(loss):
         return
     last = latest_checkpoint(cfg.OUTPUT_DIR)
     where = f"resume from {last}" if last else "no checkpoint was written yet"
     raise TrainingDiverged(
-        f"loss is {loss.item()} at epoch {epoch + 1}, iteration {iteration + 1}; {where} "
+        f"loss is {loss} at epoch {epoch + 1}, iteration {iteration + 1}; {where} "
         "with a lower SOLVER.BASE_LR or SOLVER.CLIP_GRAD_L2NORM set"
     )
 
 
-class _Stats:
-    """Running sums of per-iteration numbers for the epoch summary."""
+@dataclass(frozen=True)
+class Accumulation:
+    """Where a batch sits in its gradient-accumulation group: zero grads first, step last, loss / size."""
 
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.count = 0
+    first: bool
+    last: bool
+    size: int
 
-    def add(self, values: dict[str, float], n: int) -> None:
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v * n
-        self.count += n
-
-    def means(self) -> dict[str, float]:
-        return {k: v / max(self.count, 1) for k, v in self.sums.items()}
-
-
-def train_step(cfg, model, optimizer, batch, device, mixup, epoch: int, it: int) -> dict[str, float]:
-    """One optimizer step on ``batch``; returns loss, grad norm and top-1/top-5 error (vs. the true labels)."""
-    videos = batch["video"].to(device, non_blocking=True)
-    labels = batch["label"].to(device, non_blocking=True)
-    loss, logits = compute_loss(model, videos, labels, mixup)
-    check_loss(loss, cfg, epoch, it)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = clip_and_measure(cfg, model)
-    optimizer.step()
-    top1, top5 = topk_errors(logits.detach(), labels)
-    return {"loss": loss.item(), "grad_norm": grad_norm, "top1_err": top1, "top5_err": top5}
+    @classmethod
+    def of(cls, iteration: int, iters: int, steps: int) -> Accumulation:
+        start = iteration - iteration % steps
+        end = min(start + steps, iters)
+        return cls(iteration == start, iteration + 1 == end, end - start)
 
 
-def train_epoch(cfg, model, optimizer, loader, schedule: LRSchedule, device, epoch: int) -> dict[str, float]:
+def train_step(run: Run, batch: dict, mixup: Mixup | None, epoch: int, it: int, acc: Accumulation) -> dict:
+    """Forward/backward of one batch, and an optimizer step when it ends its accumulation group.
+
+    Returns loss and top-1/top-5 error (vs. the true labels) averaged over all processes, and ``grad_norm`` (before
+    clipping) on optimizer steps. A NaN/inf loss on any process raises ``TrainingDiverged`` on all of them.
+    """
+    videos = batch["video"].to(run.device, non_blocking=True)
+    labels = batch["label"].to(run.device, non_blocking=True)
+    no_sync = run.model.no_sync if is_dist() and not acc.last else contextlib.nullcontext
+    with no_sync():
+        with autocast(run.device, run.cfg.TRAIN.PRECISION):
+            loss, logits = compute_loss(run.model, videos, labels, mixup)
+        loss_value, top1, top5 = all_reduce_mean([loss.item(), *topk_errors(logits.detach(), labels)], run.device)
+        check_loss(loss_value, run.cfg, epoch, it)
+        if acc.first:
+            run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss / acc.size).backward()
+    values = {"loss": loss_value, "top1_err": top1, "top5_err": top5}
+    if acc.last:
+        run.scaler.unscale_(run.optimizer)
+        values["grad_norm"] = clip_and_measure(run.cfg, run.model)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    return values
+
+
+def train_epoch(run: Run, loader, epoch: int) -> dict[str, float]:
     """Trains one epoch; logs json_stats every LOG_PERIOD iterations and returns the epoch means."""
-    model.train()
+    cfg = run.cfg
+    run.model.train()
     loader.sampler.set_epoch(epoch)
     loader.dataset.set_epoch(epoch)
-    mixup, iters, stats = build_mixup(cfg, epoch), len(loader), _Stats()
+    torch.manual_seed(epoch_seed(cfg, epoch))
+    mixup, iters, meter = build_mixup(cfg, epoch), len(loader), Meter()
     bar = tqdm(total=iters, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", leave=False, dynamic_ncols=True,
                disable=not is_main_process(), mininterval=1.0)  # fmt: skip
     tick = time.perf_counter()
     for it, batch in enumerate(loader):
         data_time = time.perf_counter() - tick
-        lr = schedule.at(epoch, it, iters)
-        set_lr(optimizer, lr)
-        values = train_step(cfg, model, optimizer, batch, device, mixup, epoch, it)
-        values.update(lr=lr, data_time=data_time, net_time=time.perf_counter() - tick - data_time)
-        stats.add(values, batch["label"].shape[0])
+        lr = run.schedule.at(epoch, it, iters)
+        set_lr(run.optimizer, lr)
+        values = train_step(run, batch, mixup, epoch, it, Accumulation.of(it, iters, cfg.TRAIN.GRAD_ACCUM_STEPS))
+        values.update(lr=lr, data_time=data_time, net_time=time.perf_counter() - tick - data_time,
+                      mem_mb=memory_mb(run.device))  # fmt: skip
+        meter.add(values, batch["label"].shape[0])
         bar.update(1)
         bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}")
         if (it + 1) % cfg.LOG_PERIOD == 0 or it == 0:
             eta = bar.format_dict["elapsed"] / (it + 1) * (iters - it - 1)
-            log_json_stats({"_type": "train_iter", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
-                            "iter": f"{it + 1}/{iters}", "eta_s": eta, **values})  # fmt: skip
+            run.stats.log({"_type": "train_iter", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+                           "iter": f"{it + 1}/{iters}", "eta_s": eta, **values}, step=epoch * iters + it)  # fmt: skip
         tick = time.perf_counter()
     bar.close()
-    return stats.means()
+    return meter.means()
 
 
-def validate(cfg, model, loader, device, epoch: int) -> dict[str, Any]:
-    """Single-view top-1/top-5 error on the val split; unreadable videos (valid=False) are excluded.
-
-    Runs in a forked torch RNG, so validating or not leaves the training's random stream (and resume) unchanged.
-    """
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
-        return _validate(cfg, model, loader, device, epoch)
-
-
-def _validate(cfg, model, loader, device, epoch: int) -> dict[str, Any]:
+@torch.no_grad()
+def score_views(cfg, model: nn.Module, loader, device: torch.device, num_views: int, desc: str):
+    """Scores every view of every video of ``loader`` on this process; (B, V, C, T, H, W) batches run as B*V
+    clips. Returns the gathered ``MultiViewAccumulator`` (every video of the split, on every rank)."""
+    acc = MultiViewAccumulator(cfg.MODEL.NUM_CLASSES, num_views, cfg.DATA.ENSEMBLE_METHOD)
     model.eval()
-    logits_all, labels_all, failed = [], [], 0
-    for batch in loader:
-        valid = batch["valid"].bool()
-        failed += int((~valid).sum())
-        if not valid.any():
-            continue
-        videos = batch["video"][valid]
-        if videos.ndim == 6:  # (B, 1, C, T, H, W) -> (B, C, T, H, W)
-            videos = videos.flatten(0, 1)
-        logits_all.append(model(videos.to(device)).float().cpu())
-        labels_all.append(batch["label"][valid])
-    stats: dict[str, Any] = {"_type": "val_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
-                             "num_videos": sum(len(x) for x in labels_all), "num_failed": failed}  # fmt: skip
-    if logits_all:
-        stats["top1_err"], stats["top5_err"] = topk_errors(torch.cat(logits_all), torch.cat(labels_all))
-    log_json_stats(stats)
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not is_main_process()):
+        videos = batch["video"]
+        if videos.ndim == 5:  # single-view items: (B, C, T, H, W)
+            videos = videos.unsqueeze(1)
+        b, v = videos.shape[:2]
+        with autocast(device, cfg.TRAIN.PRECISION):
+            logits = model(videos.flatten(0, 1).to(device, non_blocking=True))
+        acc.add(batch["index"], logits.float().view(b, v, -1).cpu(), batch["label"], batch["valid"], batch["error"])
+    return gather(acc)
+
+
+def validate(run: Run, loader, epoch: int) -> dict[str, Any]:
+    """Single-view top-1/top-5 error on the val split over all processes; unreadable videos are counted apart.
+
+    Runs in a forked torch RNG, so validating or not leaves the training's random stream unchanged.
+    """
+    devices = [run.device] if run.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        metrics = compute_metrics(score_views(run.cfg, run.model, loader, run.device, 1, "val"))
+    stats: dict[str, Any] = {"_type": "val_epoch", "epoch": f"{epoch + 1}/{run.cfg.SOLVER.MAX_EPOCH}",
+                             "num_videos": metrics["num_videos"], "num_failed": metrics["num_failed"]}  # fmt: skip
+    if metrics["top1"] is not None:
+        stats["top1_err"], stats["top5_err"] = 100.0 - metrics["top1"], 100.0 - metrics["top5"]
+    run.stats.log(stats, step=epoch + 1)
     return stats
 
 
-def resume_or_init(cfg, model, optimizer) -> int:
+def resume_or_init(cfg, model: nn.Module, optimizer, scaler) -> int:
     """The 0-based epoch to start at: after the latest checkpoint in OUTPUT_DIR (TRAIN.AUTO_RESUME), else 0 with
     weights from TRAIN.CHECKPOINT_FILE_PATH when set."""
     last = latest_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if last is not None:
-        return int(load_training_state(last, model, optimizer)["start_epoch"])
+        return int(load_training_state(last, model, optimizer, scaler=scaler)["start_epoch"])
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        init_from_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH)
+        init_from_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, cfg.TRAIN.CHECKPOINT_REINIT_HEAD)
     return 0
 
 
@@ -232,14 +317,48 @@ def _is_due(epoch: int, period: int, max_epoch: int) -> bool:
     return (epoch + 1) % period == 0 or epoch + 1 == max_epoch
 
 
-def train(cfg) -> dict[str, Any]:
-    """Trains the model ``cfg`` describes (see the module docstring). Returns the last epoch's summaries."""
+def _tensorboard_dir(cfg) -> str | None:
+    if not cfg.TENSORBOARD.ENABLE:
+        return None
+    return cfg.TENSORBOARD.LOG_DIR or os.path.join(cfg.OUTPUT_DIR, f"runs-{cfg.TRAIN.DATASET}")
+
+
+def setup_run(cfg) -> tuple[Run, int]:
+    """Builds model, optimizer, scaler and schedule, resumes or initialises; returns (run, start epoch)."""
     schedule = build_schedule(cfg)
     seed_everything(cfg.RNG_SEED)
     device = select_device(cfg)
     model = build_model(cfg).to(device)
     optimizer = build_optimizer(model, cfg)
-    start_epoch = resume_or_init(cfg, model, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.TRAIN.PRECISION == "fp16")
+    start_epoch = resume_or_init(cfg, model, optimizer, scaler)
+    if world_size() > 1:
+        # CPU depthwise-conv gradients carry arbitrary strides on their size-1 dimension; DDP warns, harmlessly
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
+    stats = StatsLogger(cfg.OUTPUT_DIR, _tensorboard_dir(cfg))
+    return Run(cfg, model, optimizer, scaler, schedule, device, stats), start_epoch
+
+
+def end_of_epoch(run: Run, epoch: int, val_loader) -> dict[str, Any]:
+    """Validation and checkpoint when due, and the training-curves PNG; returns the validation stats if any."""
+    cfg, summary = run.cfg, {}
+    if val_loader is not None and _is_due(epoch, cfg.TRAIN.EVAL_PERIOD, cfg.SOLVER.MAX_EPOCH):
+        summary = validate(run, val_loader, epoch)
+    if _is_due(epoch, cfg.TRAIN.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_EPOCH):
+        save_checkpoint(cfg.OUTPUT_DIR, epoch, run.model, run.optimizer, cfg, scaler=run.scaler,
+                        scheduler_state=asdict(run.schedule), sampler_state={"epoch": epoch + 1,
+                        "seed": cfg.RNG_SEED, "world_size": world_size()})  # fmt: skip
+        barrier()
+    if is_main_process():
+        plot_training_curves(os.path.join(cfg.OUTPUT_DIR, STATS_FILE), os.path.join(cfg.OUTPUT_DIR, CURVES_FILE))
+    return summary
+
+
+def train(cfg) -> dict[str, Any]:
+    """Trains the model ``cfg`` describes (see the module docstring). Returns the last epoch's summaries."""
+    run, start_epoch = setup_run(cfg)
     train_loader = build_loader(cfg, "train")
     if len(train_loader) == 0:
         raise ConfigError(
@@ -247,19 +366,19 @@ def train(cfg) -> dict[str, Any]:
             f"({len(train_loader.dataset)} videos): no full batch per epoch; lower TRAIN.BATCH_SIZE"
         )
     val_loader = build_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
-    logger.info("start epoch %d/%d (%d iterations per epoch, device %s)", start_epoch + 1, cfg.SOLVER.MAX_EPOCH,
-                len(train_loader), device)  # fmt: skip
+    log_model_info(cfg, run.model, run.stats)
+    logger.info("start epoch %d/%d (%d iterations per epoch, %d process(es), device %s, %s)", start_epoch + 1,
+                cfg.SOLVER.MAX_EPOCH, len(train_loader), world_size(), run.device, cfg.TRAIN.PRECISION)  # fmt: skip
     summary: dict[str, Any] = {"start_epoch": start_epoch}
-    for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
-        start = time.perf_counter()
-        means = train_epoch(cfg, model, optimizer, train_loader, schedule, device, epoch)
-        log_json_stats({"_type": "train_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
-                        "epoch_time_s": time.perf_counter() - start, **means})  # fmt: skip
-        summary["train"] = means
-        if val_loader is not None and _is_due(epoch, cfg.TRAIN.EVAL_PERIOD, cfg.SOLVER.MAX_EPOCH):
-            summary["val"] = validate(cfg, model, val_loader, device, epoch)
-        if _is_due(epoch, cfg.TRAIN.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_EPOCH):
-            save_checkpoint(cfg.OUTPUT_DIR, epoch, model, optimizer, cfg)
+    try:
+        for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+            start = time.perf_counter()
+            summary["train"] = train_epoch(run, train_loader, epoch)
+            run.stats.log({"_type": "train_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+                           "epoch_time_s": time.perf_counter() - start, **summary["train"]}, step=epoch + 1)  # fmt: skip
+            summary["val"] = end_of_epoch(run, epoch, val_loader) or summary.get("val")
+    finally:
+        run.stats.close()
     return summary
 
 
@@ -278,18 +397,12 @@ def test_checkpoint(cfg) -> str:
     return last
 
 
-@torch.no_grad()
-def run_test_views(cfg, model, loader, device) -> MultiViewAccumulator:
-    """Scores every view of every test video; (B, V, C, T, H, W) batches are run as B*V clips."""
-    num_views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
-    acc = MultiViewAccumulator(cfg.MODEL.NUM_CLASSES, num_views, cfg.DATA.ENSEMBLE_METHOD)
-    model.eval()
-    for batch in tqdm(loader, desc="test", leave=False, dynamic_ncols=True, disable=not is_main_process()):
-        videos = batch["video"]
-        b, v = videos.shape[:2]
-        logits = model(videos.flatten(0, 1).to(device)).view(b, v, -1)  # (B*V, K) -> (B, V, K)
-        acc.add(batch["index"], logits, batch["label"], batch["valid"], batch["error"])
-    return acc
+def load_test_model(cfg, path: str) -> nn.Module:
+    """The model of ``cfg`` with the weights of ``path`` (any format ``load_pretrained`` reads)."""
+    model = build_model(cfg)
+    report = load_pretrained(model, path)
+    logger.info("testing %s: %s", path, report.summary())
+    return model
 
 
 def test(cfg, config_path: str | None = None) -> dict[str, Any]:
@@ -304,14 +417,14 @@ def test(cfg, config_path: str | None = None) -> dict[str, Any]:
     """
     seed_everything(cfg.RNG_SEED)
     device = select_device(cfg)
-    model = build_model(cfg)
     path = test_checkpoint(cfg)
-    report = load_pretrained(model, path)
-    logger.info("testing %s: %s", path, report.summary())
-    model.to(device)
-    acc = gather(run_test_views(cfg, model, build_loader(cfg, "test"), device))
+    model = load_test_model(cfg, path).to(device)
+    num_views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
+    acc = score_views(cfg, model, build_loader(cfg, "test"), device, num_views, "test")
     metrics = compute_metrics(acc)
-    print(format_metrics(metrics, "test"), flush=True)
     if is_main_process():
-        write_results(cfg.OUTPUT_DIR, metrics, acc, checkpoint=path, config_path=config_path)
+        print(format_metrics(metrics, "test"), flush=True)
+        write_results(cfg.OUTPUT_DIR, metrics, acc, checkpoint=path, config_path=config_path,
+                      class_names=class_names(cfg))  # fmt: skip
+    barrier()
     return metrics

@@ -49,7 +49,8 @@ def count_flops(model: MViT, input_size: Optional[THW] = None) -> float:
     was_training = model.training
     model.eval()
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    analysis = FlopCountAnalysis(model, example_input(model, 1, input_size))
+    device = next(model.parameters()).device
+    analysis = FlopCountAnalysis(model, example_input(model, 1, input_size).to(device))
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     with torch.no_grad():

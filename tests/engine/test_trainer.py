@@ -3,60 +3,24 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+import torch
 
-from mvit_video.data.toy import make_toy_dataset
-from tests.conftest import ROOT
-
-CONFIG = ROOT / "configs" / "Toy" / "MVITv2_XS_8x2.yaml"
-# Small clips (4 x 32 x 32): larger inputs cost seconds of one-time CPU kernel warm-up per run.
-TINY = [
-    "SOLVER.MAX_EPOCH", "2", "SOLVER.WARMUP_EPOCHS", "0.5", "TRAIN.BATCH_SIZE", "4", "DATA_LOADER.NUM_WORKERS", "0",
-    "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
-    "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.BATCH_SIZE", "4", "LOG_PERIOD", "1",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def toy_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("toy") / "data"
-    make_toy_dataset(out, num_per_class=2, val_per_class=1, test_per_class=1)  # 12 / 6 / 6 videos
-    return out
-
-
-def run_net(data: Path, output: Path, *opts: str, flag_opts: bool = False) -> subprocess.CompletedProcess:
-    base = ["DATA.PATH_TO_DATA_DIR", str(data), "DATA.PATH_PREFIX", str(data), "OUTPUT_DIR", str(output), *TINY]
-    overrides = base + list(opts)
-    args = ["--opts", *overrides] if flag_opts else overrides
-    return subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "run_net.py"), "--cfg", str(CONFIG), *args],
-        check=False, capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
-
-
-def json_stats(stdout: str) -> list[dict]:
-    return [json.loads(line.split("json_stats: ", 1)[1]) for line in stdout.splitlines() if "json_stats: " in line]
-
-
-def iter_losses(stats: list[dict], epoch: int, max_epoch: int) -> list[float]:
-    return [s["loss"] for s in stats if s["_type"] == "train_iter" and s["epoch"] == f"{epoch}/{max_epoch}"]
+from tests.engine.runs import CONFIG, iter_losses, json_stats, one_error_line, run_net
 
 
 def test_toy_run_trains_checkpoints_and_tests(toy_data, tmp_path):
-    result = run_net(toy_data, tmp_path, "TRAIN.CHECKPOINT_PERIOD", "1", flag_opts=True)
+    result = run_net(toy_data, tmp_path, "TRAIN.CHECKPOINT_PERIOD", "1", "TENSORBOARD.ENABLE", "True", flag_opts=True)
     assert result.returncode == 0, result.stderr[-2000:]
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002.pyth"]
     stats = json_stats(result.stdout)
     kinds = {s["_type"] for s in stats}
-    assert kinds == {"train_iter", "train_epoch", "val_epoch"}
+    assert kinds == {"model_info", "train_iter", "train_epoch", "val_epoch"}
     assert len(iter_losses(stats, 1, 2)) == 3 and len(iter_losses(stats, 2, 2)) == 3  # 12 videos / batch 4
     epoch = next(s for s in stats if s["_type"] == "train_epoch")
-    for key in ("loss", "lr", "grad_norm", "data_time", "net_time", "top1_err", "top5_err"):
+    for key in ("loss", "lr", "grad_norm", "data_time", "net_time", "mem_mb", "top1_err", "top5_err"):
         assert isinstance(epoch[key], float), key
     val = next(s for s in stats if s["_type"] == "val_epoch")
     assert val["num_videos"] == 6 and 0.0 <= val["top1_err"] <= 100.0
@@ -66,6 +30,37 @@ def test_toy_run_trains_checkpoints_and_tests(toy_data, tmp_path):
     assert results["num_videos"] == 6 and results["num_views"] == 2 and results["num_failed"] == 0
     assert results["checkpoint"].endswith("checkpoint_epoch_00002.pyth")
     assert "test: top-1" in result.stdout
+    assert torch.load(tmp_path / "test_predictions.pt", weights_only=True)["class_names"][0] == "moving left"
+
+
+def test_run_logs_model_size_stats_file_curves_and_tensorboard(toy_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mvit_video.config import load_config
+    from mvit_video.engine.logging import read_stats
+    from mvit_video.models import build_model
+    from mvit_video.models.stats import count_flops, count_params
+
+    result = run_net(toy_data, tmp_path, "TENSORBOARD.ENABLE", "True", "TEST.ENABLE", "False")
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = read_stats(tmp_path / "json_stats.log")
+    assert [r["_type"] for r in records].count("train_iter") == 6
+    info = next(r for r in records if r["_type"] == "model_info")
+    cfg = load_config(CONFIG, ["DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32"])
+    model = build_model(cfg)
+    assert info["params_m"] == pytest.approx(count_params(model) / 1e6)
+    assert info["gflops"] == pytest.approx(count_flops(model) / 1e9) and info["input_size"] == [4, 32, 32]
+    console = [r for r in json_stats(result.stdout) if r["_type"] == "train_iter"]
+    file_losses = [r["loss"] for r in records if r["_type"] == "train_iter"]
+    assert [r["loss"] for r in console] == [float(f"{v:.6g}") for v in file_losses]
+    png = (tmp_path / "training_curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    events = EventAccumulator(str(tmp_path / "runs-kinetics"))
+    events.Reload()
+    scalars = events.Scalars("train_iter/loss")
+    assert [e.step for e in scalars] == list(range(6))
+    assert [e.value for e in scalars] == pytest.approx(file_losses, rel=1e-6)
+    assert len(events.Scalars("val_epoch/top1_err")) == 1
 
 
 CONSTANT_LR = ["SOLVER.LR_POLICY", "constant", "SOLVER.WARMUP_EPOCHS", "0.0", "TEST.ENABLE", "False"]
@@ -101,32 +96,26 @@ def test_resume_mid_cosine_schedule(toy_data, tmp_path):
 
 def test_wrong_config_key_is_one_line(toy_data, tmp_path):
     result = run_net(toy_data, tmp_path, "SOLVER.MAX_EPOHC", "3")
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "SOLVER.MAX_EPOCH" in lines[0]
+    assert "SOLVER.MAX_EPOCH" in one_error_line(result)
     assert not (tmp_path / "checkpoints").exists()
 
 
 def test_impossible_schedule_is_one_line(toy_data, tmp_path):
     result = run_net(toy_data, tmp_path, "SOLVER.WARMUP_EPOCHS", "2.0")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
-    assert "SOLVER" in result.stderr
+    assert "SOLVER" in one_error_line(result)
 
 
 def test_nan_loss_stops_with_last_checkpoint(tmp_path):
-    import torch
-
     from mvit_video.config import load_config
     from mvit_video.engine.checkpoint import save_checkpoint
     from mvit_video.engine.trainer import TrainingDiverged, check_loss
 
     cfg = load_config(CONFIG, ["OUTPUT_DIR", str(tmp_path)])
-    check_loss(torch.tensor(1.5), cfg, 0, 0)
-    with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
-        check_loss(torch.tensor(float("nan")), cfg, 0, 3)
+    check_loss(1.5, cfg, 0, 0)
+    with pytest.raises(TrainingDiverged, match="loss is nan at epoch 1, iteration 4; no checkpoint was written yet"):
+        check_loss(float("nan"), cfg, 0, 3)
     path = save_checkpoint(tmp_path, 0, torch.nn.Linear(2, 2), None, None)
     with pytest.raises(TrainingDiverged) as info:
-        check_loss(torch.tensor(float("inf")), cfg, 1, 0)
+        check_loss(float("inf"), cfg, 1, 0)
     message = str(info.value)
     assert "\n" not in message and path in message and "epoch 2, iteration 1" in message

@@ -1,0 +1,103 @@
+"""What ``tools/run_net.py`` runs: checks that fail in one line before any work, then training and/or the test.
+
+``run_job(cfg, init_method, config_path)`` generates the toy dataset if the config asks for it and it is missing,
+runs ``preflight``, launches the processes (``distributed.launch``) and runs ``train`` / ``test`` in each as
+``TRAIN.ENABLE`` / ``TEST.ENABLE`` say.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any
+
+from ..config import ConfigError
+from ..data.loader import check_split
+from ..models.pretrained import CheckpointError
+from .distributed import barrier, is_main_process, launch, torchrun_plan
+from .logging import setup_logging
+from .trainer import load_test_model, test, train
+
+logger = logging.getLogger(__name__)
+
+TOY_DATA_DIR = "data/toy"
+
+
+def check_output_dir(path: str) -> None:
+    """Creates OUTPUT_DIR and proves it writable; else a one-line ``ConfigError``."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write_test_{uuid.uuid4().hex}")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"OUTPUT_DIR={path!r} is not writable ({e.strerror or e}); set OUTPUT_DIR to a writable "
+                          "folder") from None  # fmt: skip
+
+
+def needed_splits(cfg) -> list[str]:
+    """The data splits this run will read."""
+    splits = []
+    if cfg.TRAIN.ENABLE:
+        splits.append("train")
+        if cfg.TRAIN.EVAL_PERIOD > 0:
+            splits.append("val")
+    if cfg.TEST.ENABLE:
+        splits.append("test")
+    return splits
+
+
+def preflight(cfg) -> None:
+    """Everything that can be checked before work starts: OUTPUT_DIR, every split's index and files, and (when
+    training comes first) the test checkpoint. Raises a one-line user error."""
+    check_output_dir(cfg.OUTPUT_DIR)
+    for split in needed_splits(cfg):
+        check_split(cfg, split)
+    if cfg.TRAIN.ENABLE and cfg.TEST.ENABLE and cfg.TEST.CHECKPOINT_FILE_PATH:
+        load_test_model(cfg, cfg.TEST.CHECKPOINT_FILE_PATH)
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH and not os.path.exists(cfg.TRAIN.CHECKPOINT_FILE_PATH):
+        raise CheckpointError(f"TRAIN.CHECKPOINT_FILE_PATH={cfg.TRAIN.CHECKPOINT_FILE_PATH!r} does not exist")
+
+
+def ensure_toy_dataset(cfg) -> None:
+    """Generates the toy dataset when the config points at the default toy folder and it is not there yet."""
+    data_dir = cfg.DATA.PATH_TO_DATA_DIR
+    is_toy_default = os.path.normpath(data_dir) == os.path.normpath(TOY_DATA_DIR)
+    if is_toy_default and is_main_process() and not os.path.exists(os.path.join(data_dir, "train.csv")):
+        from ..data.toy import format_summary, make_toy_dataset
+
+        logger.info("%s/train.csv not found: generating the toy dataset there", data_dir)
+        logger.info(format_summary(make_toy_dataset(data_dir, workers=min(4, os.cpu_count() or 1))))
+    barrier()
+
+
+def prepare(cfg) -> None:
+    """The toy dataset if needed, then ``preflight``."""
+    ensure_toy_dataset(cfg)
+    preflight(cfg)
+
+
+def _work(cfg, config_path: str | None, prepared: bool) -> dict[str, Any]:
+    setup_logging()
+    if not prepared:
+        prepare(cfg)
+    results: dict[str, Any] = {}
+    if cfg.TRAIN.ENABLE:
+        results["train"] = train(cfg)
+    if cfg.TEST.ENABLE:
+        results["test"] = test(cfg, config_path=config_path)
+    return results
+
+
+def run_job(cfg, init_method: str | None = None, config_path: str | None = None) -> dict[str, Any] | None:
+    """Trains and/or tests as the config says, in one or many processes (see ``distributed.launch``).
+
+    A process that starts the job itself checks everything before it spawns workers; under torchrun every process
+    checks after joining the group (rank 0 generates the toy dataset while the others wait).
+    """
+    prepared = torchrun_plan(cfg) is None
+    if prepared:
+        prepare(cfg)
+    return launch(cfg, init_method, _work, config_path, prepared)
