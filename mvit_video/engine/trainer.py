@@ -40,7 +40,8 @@ from ..models import build_model, load_pretrained
 from ..models.pretrained import CheckpointError
 from ..models.stats import count_flops, count_params
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
-from .distributed import all_reduce_mean, barrier, is_dist, is_main_process, rank, unwrap_model, world_size
+from .distributed import (all_reduce_mean, barrier, is_dist, is_main_process, rank, share_cpu, unwrap_model,
+                          world_size)
 from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, topk_ranked, write_results
 from .logging import CURVES_FILE, STATS_FILE, Meter, StatsLogger, memory_mb, plot_training_curves
 from .optim import LRSchedule, build_optimizer, set_lr
@@ -77,6 +78,7 @@ def select_device(cfg) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device())
     if cfg.NUM_GPUS > 0:
         logger.warning("NUM_GPUS=%d but CUDA is not available; running on the CPU", cfg.NUM_GPUS)
+    logger.info("CPU run: %d compute thread(s) per process", share_cpu(cfg))
     return torch.device("cpu")
 
 
@@ -90,12 +92,7 @@ def init_from_checkpoint(model: nn.Module, path: str, reinit_head: bool) -> None
     """Loads ``TRAIN.CHECKPOINT_FILE_PATH`` weights into ``model``; a checkpoint that lacks tensors of the model
     (another depth or variant) or classifies another number of classes without ``reinit_head`` is a
     one-line ``CheckpointError``."""
-    try:
-        report = load_pretrained(model, path, num_classes_mismatch="reinit" if reinit_head else "error")
-    except CheckpointError as e:
-        raise CheckpointError(
-            str(e).replace("pass num_classes_mismatch='reinit'", "set TRAIN.CHECKPOINT_REINIT_HEAD True")
-        ) from None
+    report = load_pretrained(model, path, num_classes_mismatch="reinit" if reinit_head else "error")
     lacking = [k for k in report.missing if not any(part in k for part in _MAY_BE_MISSING)]
     if lacking:
         raise CheckpointError(

@@ -85,8 +85,9 @@ def _split_head(state: dict, model_state: Mapping, num_classes_mismatch: str, or
     ckpt, ours = state[bias].shape[0], model_state[bias].shape[0]
     if num_classes_mismatch == "error":
         raise CheckpointError(
-            f"{origin}: the checkpoint classifies {ckpt} classes, the model {ours}; to fine-tune with a new "
-            "head pass num_classes_mismatch='reinit', or set MODEL.NUM_CLASSES to the checkpoint's"
+            f"{origin}: the checkpoint classifies {ckpt} classes, the model {ours}; set MODEL.NUM_CLASSES {ckpt} to "
+            "use its classifier, or fine-tune with a new one (TRAIN.CHECKPOINT_REINIT_HEAD True; in Python "
+            "num_classes_mismatch='reinit')"
         )
     for k in HEAD_KEYS:
         state.pop(k, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -119,3 +120,49 @@ def test_nan_loss_stops_with_last_checkpoint(tmp_path):
         check_loss(float("inf"), cfg, 1, 0)
     message = str(info.value)
     assert "\n" not in message and path in message and "epoch 2, iteration 1" in message
+
+
+def test_sigkill_then_restart_continues_the_same_run(toy_data, tmp_path):
+    """A run killed with SIGKILL in the middle of epoch 2 and started again repeats the uninterrupted run's
+    per-iteration losses from epoch 2 on (cosine schedule, validation, 6 iterations per epoch)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mvit_video.engine.logging import read_stats
+    from tests.conftest import ROOT
+    from tests.engine.runs import run_net_args
+
+    opts = ["SOLVER.MAX_EPOCH", "3", "TRAIN.BATCH_SIZE", "2", "TRAIN.CHECKPOINT_PERIOD", "1", "TRAIN.EVAL_PERIOD", "1",
+            "TEST.ENABLE", "False", "DATA_LOADER.NUM_WORKERS", "1"]  # fmt: skip
+    full = run_net(toy_data, tmp_path / "full", *opts)
+    assert full.returncode == 0, full.stderr[-2000:]
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, *run_net_args(toy_data, killed_dir, *opts)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    stats_file, deadline = killed_dir / "json_stats.log", time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if stats_file.exists() and '"epoch": "2/3", "eta_s"' in stats_file.read_text():
+            break
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its data-loader worker
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    names = sorted(p.name for p in (killed_dir / "checkpoints").iterdir())
+    assert names == ["checkpoint_epoch_00001.pyth"], "killed too late: epoch 2 had already finished"
+    partial = [r for r in read_stats(stats_file) if r["_type"] == "train_iter" and r["epoch"] == "2/3"]
+    assert 1 <= len(partial) < 6
+    again = run_net(toy_data, killed_dir, *opts)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "start epoch 2/3" in again.stdout
+    expected, resumed = read_stats(tmp_path / "full" / "json_stats.log"), read_stats(stats_file)
+
+    def losses(records, epoch):
+        return [r["loss"] for r in records if r["_type"] == "train_iter" and r["epoch"] == f"{epoch}/3"]
+
+    assert len(losses(expected, 2)) == 6
+    for epoch in (1, 2, 3):
+        assert losses(resumed, epoch) == losses(expected, epoch)  # full-precision floats, exactly
+    val = [(r["epoch"], r["top1_err"]) for r in resumed if r["_type"] == "val_epoch"]
+    assert val == [(r["epoch"], r["top1_err"]) for r in expected if r["_type"] == "val_epoch"]
