@@ -74,7 +74,8 @@ def ensure_toy_dataset(cfg) -> None:
 
 
 def prepare(cfg) -> None:
-    """The toy dataset if needed, then ``preflight``."""
+    """``preflight``, with the toy dataset generated (if the config asks for it) once OUTPUT_DIR is known good."""
+    check_output_dir(cfg.OUTPUT_DIR)
     ensure_toy_dataset(cfg)
     preflight(cfg)
 
