@@ -426,6 +426,8 @@ def _check_toolkit(cfg: CfgNode, source: str) -> None:
             True,
             "contradicts TRAIN.PRECISION='fp32'; set TRAIN.PRECISION to fp16 or bf16",
         )
+    if cfg.MODEL.ATTN_IMPL not in ("auto", "sdpa", "math"):
+        _fail(source, "MODEL.ATTN_IMPL", cfg.MODEL.ATTN_IMPL, "must be auto, sdpa or math")
     if not _is_int(cfg.TRAIN.GRAD_ACCUM_STEPS, 1):
         _fail(source, "TRAIN.GRAD_ACCUM_STEPS", cfg.TRAIN.GRAD_ACCUM_STEPS, "must be an integer >= 1")
     if not 0.0 <= cfg.DATA.MAX_BAD_FRACTION <= 1.0:

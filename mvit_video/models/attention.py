@@ -113,6 +113,113 @@ def decomposed_rel_pos_bias(
     return bias
 
 
+def _axis_codes(k_thw: THW, axes: tuple[bool, bool, bool]) -> list[torch.Tensor]:
+    """Per axis that has a table: the (Nk,) coordinate of every key along it."""
+    grid = torch.stack(torch.meshgrid(*(torch.arange(n) for n in k_thw), indexing="ij")).flatten(1)  # (3, Nk)
+    return [grid[i] for i in range(3) if axes[i]]
+
+
+def rel_pos_key_codes(
+    k_thw: THW, axes: tuple[bool, bool, bool], has_cls: bool, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """One-hot key coordinates, (Nk, sum of the used axes' key sizes): along t, h, w (those in ``axes``).
+
+    With ``rel_pos_query_terms``, ``terms @ codes.T`` is the decomposed relative-position bias; a cls key has
+    all-zero codes (no bias).
+    """
+    sizes = [n for n, used in zip(k_thw, axes) if used]
+    codes = torch.cat([F.one_hot(c, n) for c, n in zip(_axis_codes(k_thw, axes), sizes)], dim=-1)
+    codes = codes.to(device=device, dtype=dtype)
+    return F.pad(codes, (0, 0, 1, 0)) if has_cls else codes
+
+
+def rel_pos_query_terms(
+    q: torch.Tensor,
+    q_thw: THW,
+    k_thw: THW,
+    rel_pos_t: Optional[torch.Tensor],
+    rel_pos_h: Optional[torch.Tensor],
+    rel_pos_w: Optional[torch.Tensor],
+    has_cls: bool,
+) -> torch.Tensor:
+    """Every query's bias towards each key coordinate: (B, heads, Nq, kt + kh + kw) for the axes with tables.
+
+    The same einsums as ``decomposed_rel_pos_bias`` without broadcasting them to all (query, key) pairs; a cls
+    query gets zeros.
+    """
+    B, heads, _, C = q.shape
+    (qt, qh, qw), (kt, kh, kw) = q_thw, k_thw
+    r_q = q[:, :, int(has_cls) :].reshape(B, heads, qt, qh, qw, C)
+    terms = []
+    for table, (q_size, k_size), pattern in (
+        (rel_pos_t, (qt, kt), "bnthwc,tkc->bnthwk"),
+        (rel_pos_h, (qh, kh), "bnthwc,hkc->bnthwk"),
+        (rel_pos_w, (qw, kw), "bnthwc,wkc->bnthwk"),
+    ):
+        if table is not None:
+            terms.append(torch.einsum(pattern, r_q, gather_rel_pos(table, q_size, k_size)).flatten(2, 4))
+    out = torch.cat(terms, dim=-1)
+    return F.pad(out, (0, 0, 1, 0)) if has_cls else out
+
+
+def fused_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    q_thw: THW,
+    k_thw: THW,
+    rel_pos: tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]],
+    has_cls: bool,
+    pad_multiple: int = 1,
+) -> torch.Tensor:
+    """``softmax(scale * q k^T + rel-pos bias) v`` through ``scaled_dot_product_attention`` without a mask.
+
+    The decomposed bias is folded into the dot product: queries get their rel-pos terms appended
+    (``rel_pos_query_terms``), keys the one-hot codes of their coordinates (``rel_pos_key_codes``), so
+    ``[scale q, terms] . [k, codes] = scale q.k + bias`` exactly and SDPA may pick a fused (flash / memory-
+    efficient) kernel: the (Nq, Nk) bias is never materialised. ``pad_multiple`` zero-pads the head dimension of
+    q, k and v to a common multiple (flash kernels want equal, aligned head sizes); the output is cut back.
+
+    Args:
+        q, k, v: (B, heads, N, C) pooled (and normed) queries, keys and values; q unscaled.
+        scale: the logit scale (head_dim ** -0.5).
+        q_thw, k_thw: the query and key grids.
+        rel_pos: the (t, h, w) tables, None for an axis without one.
+        has_cls: token 0 of queries and keys is a cls token (no bias).
+        pad_multiple: 1 for no padding.
+
+    Returns:
+        (B, heads, Nq, C).
+    """
+    if all(table is None for table in rel_pos):
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    terms = rel_pos_query_terms(q, q_thw, k_thw, *rel_pos, has_cls)
+    axes = tuple(table is not None for table in rel_pos)
+    codes = rel_pos_key_codes(k_thw, axes, has_cls, k.dtype, k.device).expand(*k.shape[:2], -1, -1)
+    q_aug, k_aug = torch.cat((q * scale, terms), dim=-1), torch.cat((k, codes), dim=-1)
+    width = -(-q_aug.shape[-1] // pad_multiple) * pad_multiple
+    if pad_multiple > 1:
+        q_aug, k_aug = (F.pad(t, (0, width - t.shape[-1])) for t in (q_aug, k_aug))
+        v = F.pad(v, (0, width - v.shape[-1]))
+    out = F.scaled_dot_product_attention(q_aug, k_aug, v, scale=1.0)
+    return out[..., : q.shape[-1]] if pad_multiple > 1 else out
+
+
+ATTENTION_IMPLS = ("auto", "math", "sdpa")
+
+
+def resolve_attention(impl: str, x: torch.Tensor) -> str:
+    """The implementation ``impl`` means for input ``x``: "auto" is the fused SDPA path, except in float64 (the
+    precision of the reference checks, where the plain path is the reference) and while tracing for FLOP
+    counts (fvcore counts matmuls, not SDPA)."""
+    if impl != "auto":
+        return impl
+    if x.dtype == torch.float64 or torch.jit.is_tracing():
+        return "math"
+    return "sdpa"
+
+
 def _make_pool(mode: str, kernel: Sequence[int], stride: Sequence[int], channels: int) -> Optional[nn.Module]:
     """The Q/K/V pooling operator, or None where kernel and stride are both 1 (no pooling)."""
     if len(kernel) == 0 or (all(k == 1 for k in kernel) and all(s == 1 for s in stride)):
@@ -144,6 +251,7 @@ class MultiScaleAttention(nn.Module):
         separate_qkv: three projections q, k, v instead of one fused qkv.
         drop_rate: dropout after the output projection.
         norm_eps: LayerNorm epsilon of the pooling norms.
+        attention: "math" (explicit logits, the reference), "sdpa" (``fused_attention``) or "auto".
     """
 
     def __init__(
@@ -166,8 +274,12 @@ class MultiScaleAttention(nn.Module):
         separate_qkv: bool = False,
         drop_rate: float = 0.0,
         norm_eps: float = 1e-6,
+        attention: str = "auto",
     ) -> None:
         super().__init__()
+        if attention not in ATTENTION_IMPLS:
+            raise ValueError(f"attention must be one of {ATTENTION_IMPLS}, got {attention!r}")
+        self.attention = attention
         self.num_heads = num_heads
         self.dim_out = dim_out
         head_dim = dim_out // num_heads
@@ -224,12 +336,15 @@ class MultiScaleAttention(nn.Module):
         k, k_thw = pool_tokens(k, self.pool_k, thw, self.has_cls, self.norm_k)
         v, _ = pool_tokens(v, self.pool_v, thw, self.has_cls, self.norm_v)
 
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        if self.rel_pos_h is not None or self.rel_pos_t is not None:
-            attn = attn + decomposed_rel_pos_bias(
-                q, q_thw, k_thw, self.rel_pos_t, self.rel_pos_h, self.rel_pos_w, self.has_cls
-            )
-        x = attn.softmax(dim=-1) @ v
+        rel_pos = (self.rel_pos_t, self.rel_pos_h, self.rel_pos_w)
+        if resolve_attention(self.attention, q) == "sdpa":
+            pad = 8 if q.is_cuda else 1
+            x = fused_attention(q, k, v, self.scale, q_thw, k_thw, rel_pos, self.has_cls, pad)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1)
+            if self.rel_pos_h is not None or self.rel_pos_t is not None:
+                attn = attn + decomposed_rel_pos_bias(q, q_thw, k_thw, *rel_pos, self.has_cls)
+            x = attn.softmax(dim=-1) @ v
 
         if self.residual_pooling:
             if self.has_cls:  # the cls token gets no residual (PySlowFast and torchvision)

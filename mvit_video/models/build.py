@@ -77,6 +77,7 @@ def mvit_config_from_cfg(cfg) -> MViTConfig:
         head_init_scale=m.HEAD_INIT_SCALE,
         norm_stem=m.NORM_STEM,
         act_checkpoint=cfg.MODEL.ACT_CHECKPOINT,
+        attention=cfg.MODEL.ATTN_IMPL,
     )
 
 

@@ -58,6 +58,8 @@ class MViTConfig:
         pool_norm_eps: epsilon of the Q/K/V pooling norms when it differs from ``norm_eps`` (pytorchvideo's
             MViT uses 1e-5 there).
         act_checkpoint: recompute each block in backward (activation checkpointing) to save memory.
+        attention: "auto", "sdpa" (fused ``scaled_dot_product_attention`` with the rel-pos bias folded into q/k)
+            or "math" (explicit logits; the reference). "auto" is "sdpa" except in float64 and under tracing.
     """
 
     num_classes: int = 400
@@ -98,6 +100,7 @@ class MViTConfig:
     norm_eps: float = 1e-6
     pool_norm_eps: Optional[float] = None
     act_checkpoint: bool = False
+    attention: str = "auto"
 
     def replace(self, **changes) -> "MViTConfig":
         """A copy with some fields changed (unknown names raise TypeError)."""
@@ -200,6 +203,7 @@ class MultiScaleBlock(nn.Module):
             spec.kernel_q, spec.kernel_kv, spec.stride_q, spec.stride_kv, cfg.pool_mode, cfg.cls_embed,
             cfg.rel_pos_spatial, cfg.rel_pos_temporal, cfg.rel_pos_zero_init, cfg.residual_pooling,
             cfg.separate_qkv, cfg.drop_rate, cfg.norm_eps if cfg.pool_norm_eps is None else cfg.pool_norm_eps,
+            cfg.attention,
         )  # fmt: skip
         self.drop_path = DropPath(spec.drop_path) if spec.drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(att_dim, eps=cfg.norm_eps)
