@@ -14,10 +14,11 @@ def user_errors() -> tuple[type[Exception], ...]:
     from .data.prepare import PrepareError
     from .data.records import DatasetError
     from .data.toy import ToyDatasetError
+    from .models.benchmark import BenchmarkError
     from .models.pretrained import CheckpointError
 
     return (ConfigError, CheckpointError, DatasetError, TooManyBadVideos, ClassNamesError, PrepareError,
-            ToyDatasetError, FileNotFoundError)  # fmt: skip
+            ToyDatasetError, BenchmarkError, FileNotFoundError)  # fmt: skip
 
 
 def run_cli(main: Callable[[], int | None]) -> None:

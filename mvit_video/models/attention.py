@@ -338,8 +338,8 @@ class MultiScaleAttention(nn.Module):
 
         rel_pos = (self.rel_pos_t, self.rel_pos_h, self.rel_pos_w)
         if resolve_attention(self.attention, q) == "sdpa":
-            pad = 8 if q.is_cuda else 1
-            x = fused_attention(q, k, v, self.scale, q_thw, k_thw, rel_pos, self.has_cls, pad)
+            # equal q/k/v head sizes in multiples of 16 make the flash kernels eligible (CPU and CUDA)
+            x = fused_attention(q, k, v, self.scale, q_thw, k_thw, rel_pos, self.has_cls, pad_multiple=16)
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1)
             if self.rel_pos_h is not None or self.rel_pos_t is not None:

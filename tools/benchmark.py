@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""MViT speed side by side with torchvision (same weights, input and dtype): inference and training-step
+clips/s, peak memory and MFU against the device's measured bf16 matmul rate.
+
+    python tools/benchmark.py --model mvitv2_s_16x4 [--device cuda|cpu] [--dtype bf16|fp16|fp32] [--batch N]
+                              [--compile] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mvit_video.cli import run_cli  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mvitv2_s_16x4", help="mvitv2_s_16x4 or mvitv1_b_16x4")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 (default: bf16 on GPU, fp32 on CPU)")
+    parser.add_argument("--batch", type=int, default=None, help="clips per step (default: 16 on GPU, 2 on CPU)")
+    parser.add_argument("--iters", type=int, default=None, help="timed steps (default: 20 on GPU, 3 on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 5 / 1)")
+    parser.add_argument("--modes", default="inference,train", help="comma-separated: inference,train")
+    parser.add_argument("--attention", default="auto", help="our attention path: auto, sdpa or math")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
+    parser.add_argument("--json", help="write the results to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from mvit_video.models.benchmark import format_table, run_benchmark, write_json
+
+    gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    doc = run_benchmark(
+        model=args.model,
+        device=args.device or ("cuda" if gpu else "cpu"),
+        dtype=args.dtype or ("bf16" if gpu else "fp32"),
+        batch=args.batch or (16 if gpu else 2),
+        iters=args.iters or (20 if gpu else 3),
+        warmup=args.warmup if args.warmup is not None else (5 if gpu else 1),
+        compile=args.compile,
+        modes=tuple(m for m in args.modes.split(",") if m),
+        attention=args.attention,
+    )
+    print(format_table(doc))
+    if args.json:
+        write_json(doc, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
