@@ -197,6 +197,7 @@ def _add_model(cfg: CfgNode) -> None:
     cfg.MODEL.FC_INIT_STD = 0.01
     cfg.MODEL.HEAD_ACT = "softmax"  # applied at test time
     cfg.MODEL.ACT_CHECKPOINT = False  # activation checkpointing per block
+    cfg.MODEL.COMPILE = False  # toolkit: torch.compile the model for training and test
     cfg.MODEL.ATTN_IMPL = "auto"  # toolkit: "auto", "sdpa" (fused, rel-pos folded into q/k) or "math" (reference)
     cfg.MODEL.DETACH_FINAL_FC = False  # train the classifier only
     cfg.MODEL.FP16_ALLREDUCE = False

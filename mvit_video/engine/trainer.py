@@ -334,6 +334,8 @@ def setup_run(cfg) -> tuple[Run, int]:
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
+    if cfg.MODEL.COMPILE:
+        model = torch.compile(model)
     stats = StatsLogger(cfg.OUTPUT_DIR, _tensorboard_dir(cfg))
     return Run(cfg, model, optimizer, scaler, schedule, device, stats), start_epoch
 
@@ -416,6 +418,8 @@ def test(cfg, config_path: str | None = None) -> dict[str, Any]:
     device = select_device(cfg)
     path = test_checkpoint(cfg)
     model = load_test_model(cfg, path).to(device)
+    if cfg.MODEL.COMPILE:
+        model = torch.compile(model)
     num_views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
     acc = score_views(cfg, model, build_loader(cfg, "test"), device, num_views, "test")
     metrics = compute_metrics(acc)

@@ -166,3 +166,12 @@ def test_sigkill_then_restart_continues_the_same_run(toy_data, tmp_path):
         assert losses(resumed, epoch) == losses(expected, epoch)  # full-precision floats, exactly
     val = [(r["epoch"], r["top1_err"]) for r in resumed if r["_type"] == "val_epoch"]
     assert val == [(r["epoch"], r["top1_err"]) for r in expected if r["_type"] == "val_epoch"]
+
+
+@pytest.mark.slow
+def test_compiled_training_and_test_run(toy_data, tmp_path):
+    result = run_net(toy_data, tmp_path, "MODEL.COMPILE", "True", "SOLVER.MAX_EPOCH", "1", timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(tmp_path / "checkpoints" / "checkpoint_epoch_00001.pyth", weights_only=True)["model_state"]
+    assert not any(k.startswith("_orig_mod") for k in state)  # saved without the compile wrapper
+    assert json.loads((tmp_path / "test_results.json").read_text())["num_videos"] == 6

@@ -193,3 +193,24 @@ def test_no_weight_decay_names():
     names = MViT(tiny_v1()).no_weight_decay()
     assert {"cls_token", "pos_embed_spatial", "pos_embed_temporal", "pos_embed_class"} <= names
     assert "blocks.0.attn.rel_pos_h" in MViT(tiny_v2()).no_weight_decay()
+
+
+def test_whole_model_compiles_as_one_graph():
+    """torch.compile captures forward and backward without graph breaks (aot_eager: no C++ build needed)."""
+    torch.manual_seed(0)
+    model = MViT(tiny_v2(attention="sdpa", drop_path_rate=0.1))
+    x = torch.randn(2, 3, 4, 32, 32)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    model.eval()
+    torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-6)
+    model.train()
+    compiled(x).square().sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_inductor_compiled_model_matches_eager():
+    torch.manual_seed(0)
+    model = MViT(tiny_v2()).eval()
+    x = torch.randn(2, 3, 4, 32, 32)
+    torch.testing.assert_close(torch.compile(model)(x), model(x), rtol=1e-4, atol=1e-5)
