@@ -28,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--modes", default="inference,train", help="comma-separated: inference,train")
     parser.add_argument("--attention", default="auto", help="our attention path: auto, sdpa or math")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
+    parser.add_argument("--act-checkpoint", action="store_true",
+                        help="also time our training step with activation checkpointing")  # fmt: skip
     parser.add_argument("--json", help="write the results to this JSON file")
     return parser.parse_args(argv)
 
@@ -49,6 +51,7 @@ def main(argv=None) -> int:
         compile=args.compile,
         modes=tuple(m for m in args.modes.split(",") if m),
         attention=args.attention,
+        act_checkpoint=args.act_checkpoint,
     )
     print(format_table(doc))
     if args.json:

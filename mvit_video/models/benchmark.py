@@ -53,6 +53,7 @@ class BenchSpec:
     warmup: int
     compile: bool = False
     attention: str = "auto"
+    act_checkpoint: bool = False
 
 
 def check_spec(model: str, device: str, dtype: str) -> None:
@@ -65,15 +66,15 @@ def check_spec(model: str, device: str, dtype: str) -> None:
         raise BenchmarkError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
 
 
-def build_pair(model: str, attention: str = "auto") -> tuple[nn.Module, nn.Module]:
-    """(ours, torchvision's) with identical weights."""
+def build_pair(model: str, attention: str = "auto", act_checkpoint: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(ours, torchvision's) with identical weights; ``act_checkpoint`` recomputes our blocks in backward."""
     import torchvision.models.video as tvv
 
     from .pretrained import load_pretrained
 
     torch.manual_seed(0)
     theirs = getattr(tvv, TORCHVISION_TWINS[model])()
-    ours = create_model(model, drop_path_rate=0.0, attention=attention)
+    ours = create_model(model, drop_path_rate=0.0, attention=attention, act_checkpoint=act_checkpoint)
     report = load_pretrained(ours, theirs.state_dict())
     if report.missing or report.unexpected:
         raise RuntimeError(f"weights did not transfer: {report.summary()}")
@@ -185,7 +186,7 @@ def _step_fn(model: nn.Module, spec: BenchSpec, device: torch.device):
 def measure(spec: BenchSpec) -> dict[str, Any]:
     """Runs one measurement in this process: ``{"impl", "mode", "clips_per_s", "peak_mem_mb"}``."""
     device = torch.device(spec.device)
-    ours, theirs = build_pair(spec.model, spec.attention)
+    ours, theirs = build_pair(spec.model, spec.attention, spec.act_checkpoint)
     model = (ours if spec.impl == "mvit_video" else theirs).to(device)
     del ours, theirs
     gc.collect()
@@ -232,22 +233,30 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def run_benchmark(model: str, device: str, dtype: str, batch: int, iters: int, warmup: int, compile: bool,
-                  modes: tuple[str, ...] = MODES, attention: str = "auto") -> dict[str, Any]:  # fmt: skip
-    """Both implementations in every mode; returns the JSON document (see the module docstring)."""
+                  modes: tuple[str, ...] = MODES, attention: str = "auto",
+                  act_checkpoint: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Both implementations in every mode; returns the JSON document (see the module docstring).
+
+    With ``act_checkpoint`` our training step also runs a second time with activation checkpointing
+    (``impl`` "mvit_video+ckpt")."""
     check_spec(model, device, dtype)
     dev = torch.device(device)
     gflops = model_gflops(model)
     peak = matmul_tflops(dev)
     results = []
-    for mode in modes:
-        for impl in IMPLS:
-            spec = BenchSpec(model, impl, mode, device, dtype, batch, iters, warmup, compile, attention)
-            result = measure_isolated(spec)
-            flops_per_clip = 2 * gflops * 1e9 * (3 if mode == "train" else 1)
-            result["mfu"] = result["clips_per_s"] * flops_per_clip / (peak * 1e12)
-            results.append(result)
+    runs = [(mode, impl, False) for mode in modes for impl in IMPLS]
+    if act_checkpoint and "train" in modes:
+        runs.append(("train", "mvit_video", True))
+    for mode, impl, ckpt in runs:
+        spec = BenchSpec(model, impl, mode, device, dtype, batch, iters, warmup, compile, attention, ckpt)
+        result = measure_isolated(spec)
+        if ckpt:
+            result["impl"] = "mvit_video+ckpt"
+        flops_per_clip = 2 * gflops * 1e9 * (3 if mode == "train" else 1)  # backward ~ twice the forward
+        result["mfu"] = result["clips_per_s"] * flops_per_clip / (peak * 1e12)
+        results.append(result)
     return {"model": model, "device": device, "dtype": dtype, "batch": batch, "iters": iters, "compile": compile,
-            "attention": attention, "gflops_per_clip": gflops, "bf16_matmul_tflops": peak,
+            "attention": attention, "act_checkpoint": act_checkpoint, "gflops_per_clip": gflops, "bf16_matmul_tflops": peak,
             "env": environment(dev), "date": time.strftime("%Y-%m-%d"), "results": results}  # fmt: skip
 
 
