@@ -75,6 +75,43 @@ def frames_to_clip(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2)
 
 
+def views_from_frames(
+    frames: torch.Tensor,
+    wanted: Sequence[int],
+    clips: Sequence[Sequence[int]],
+    crop_size: int,
+    num_crops: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: str = "bilinear",
+    reverse_channels: bool = False,
+) -> torch.Tensor:
+    """The test-time views of decoded frames: short side resized to ``crop_size`` once, then each clip cut into
+    ``num_crops`` square crops, normalised.
+
+    Args:
+        frames: (N, C, H, W) uint8, the frames at the sorted unique indices ``wanted``.
+        wanted: the frame index of each of ``frames``.
+        clips: per temporal clip, its frame indices (each in ``wanted``).
+        crop_size, num_crops, mean, std, interpolation, reverse_channels: as in ``MultiViewDataset``.
+
+    Returns:
+        float32 (len(clips) * num_crops, C, T, crop_size, crop_size), clip-major.
+    """
+    frames = short_side_resize(frames, crop_size, interpolation)
+    position = {frame: i for i, frame in enumerate(wanted)}
+    offsets = spatial_crop_offsets(frames.shape[2], frames.shape[3], crop_size, num_crops)
+    size = crop_size
+    # (V, C, T, H, W) uint8, filled crop by crop, then converted and normalised in one contiguous pass
+    views = torch.empty(len(clips) * len(offsets), frames.shape[1], len(clips[0]), size, size, dtype=torch.uint8)
+    for c, clip in enumerate(clips):
+        clip_frames = frames[[position[i] for i in clip]]
+        for o, (y0, x0) in enumerate(offsets):
+            views[c * len(offsets) + o].copy_(clip_frames[:, :, y0 : y0 + size, x0 : x0 + size].transpose(0, 1))
+    views = normalize_(views.float(), mean, std)
+    return views.flip(1) if reverse_channels else views
+
+
 class ClipDataset(Dataset):
     """Training clips: random temporal position, augmented by ``transform``; bad videos replaced.
 
@@ -198,18 +235,8 @@ class MultiViewDataset(Dataset):
     def views(self, record: VideoRecord, only_clip: int | None = None) -> torch.Tensor:
         """All views of one video, (V, C, T, H, W); with ``only_clip``, just that temporal clip's crops."""
         frames, wanted, clips = self.read_clips(record, only_clip)
-        frames = short_side_resize(frames, self.crop_size, self.interpolation)
-        position = {frame: i for i, frame in enumerate(wanted)}
-        offsets = spatial_crop_offsets(frames.shape[2], frames.shape[3], self.crop_size, self.num_crops)
-        size = self.crop_size
-        # (V, C, T, H, W) uint8, filled crop by crop, then converted and normalised in one contiguous pass
-        views = torch.empty(len(clips) * len(offsets), frames.shape[1], len(clips[0]), size, size, dtype=torch.uint8)
-        for c, clip in enumerate(clips):
-            clip_frames = frames[[position[i] for i in clip]]
-            for o, (y0, x0) in enumerate(offsets):
-                views[c * len(offsets) + o].copy_(clip_frames[:, :, y0 : y0 + size, x0 : x0 + size].transpose(0, 1))
-        views = normalize_(views.float(), self.mean, self.std)
-        return views.flip(1) if self.reverse_channels else views
+        return views_from_frames(frames, wanted, clips, self.crop_size, self.num_crops, self.mean, self.std,
+                                 self.interpolation, self.reverse_channels)  # fmt: skip
 
     def empty_views(self) -> torch.Tensor:
         t = self.sampling.num_frames
