@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from .badfiles import BadVideoLog, load_or_replace
 from .decode import VideoDecodeError, open_video
 from .records import VideoRecord
-from .sampling import spatial_crop_offsets, test_clip_indices, train_clip_indices, uniform_segment_indices
+from .sampling import clip_span, spatial_crop_offsets, test_clip_indices, train_clip_indices, uniform_segment_indices
 from .transforms import normalize_, short_side_resize
 
 # (T, C, H, W) uint8 clip and a random source -> (C, T, H, W) float clip
@@ -46,6 +46,10 @@ class ClipSampling:
     def _fps(self, fps: float) -> float:
         """A file without frame-rate metadata is taken to run at ``target_fps`` (its frames are used as they are)."""
         return fps if fps > 0 else self.target_fps
+
+    def span(self, fps: float) -> float:
+        """Source frames one clip covers in a video of this frame rate (``sampling.clip_span``)."""
+        return clip_span(self.num_frames, self.sampling_rate, self._fps(fps), self.target_fps)
 
     def train_indices(self, num_video_frames: int, fps: float, rng: random.Random) -> list[int]:
         fps = self._fps(fps)
