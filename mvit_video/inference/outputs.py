@@ -9,7 +9,6 @@ frames in a matplotlib window; ``display_problem`` says why none can open (no di
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from fractions import Fraction
@@ -20,8 +19,6 @@ import numpy as np
 
 from .overlay import Overlay
 from .predictor import Prediction
-
-logger = logging.getLogger(__name__)
 
 _NON_INTERACTIVE = ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template")
 

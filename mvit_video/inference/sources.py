@@ -15,7 +15,6 @@ one-line ``InputError`` before any work starts.
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import sys
@@ -27,8 +26,6 @@ import av
 import numpy as np
 
 from ..data.decode import VideoDecodeError, open_video
-
-logger = logging.getLogger(__name__)
 
 _END = object()  # queued after the last frame
 
@@ -68,8 +65,8 @@ class VideoFileSource:
             self._reader = open_video(path, backend)
         except VideoDecodeError as e:
             raise InputError(f"input video {path}: {e.reason}; give a readable video file or a camera index") from None
-        except ImportError as e:
-            raise InputError(f"{e}") from None
+        except (ImportError, ValueError) as e:  # a backend that is not installed or not supported
+            raise InputError(f"DATA.DECODING_BACKEND: {e}") from None
         self.name, self._chunk = path, chunk
         self.fps, self.num_frames = self._reader.fps, self._reader.num_frames
         self.height, self.width = self._reader.height, self._reader.width
@@ -177,13 +174,6 @@ def open_camera(index: int, size: tuple[int, int] | None = None) -> LiveSource:
     if sys.platform == "darwin":
         return LiveSource(str(index), "avfoundation", {"framerate": "30", **options}, name=name)
     raise InputError(f"{name}: camera input needs Linux (V4L2) or macOS (AVFoundation); give a video file instead")
-
-
-def open_source(spec: str, backend: str = "pyav", camera_size: tuple[int, int] | None = None) -> FrameSource:
-    """A video file, or camera N when ``spec`` is a number that is not a file name."""
-    if spec.isdigit() and not os.path.exists(spec):
-        return open_camera(int(spec), camera_size)
-    return VideoFileSource(spec, backend)
 
 
 class FrameReader:

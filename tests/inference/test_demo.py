@@ -79,6 +79,24 @@ def test_read_error_mid_file_finishes_with_the_frames_read(tmp_path, tiny_checkp
         assert out.num_frames == 21
 
 
+def test_ctrl_c_finishes_playable_outputs(tmp_path, tiny_checkpoint, monkeypatch):
+    written = []
+
+    def frame_then_interrupt(self, frame, prediction):
+        if len(written) == 11:
+            raise KeyboardInterrupt
+        written.append(frame)
+        self.writer.write(frame)
+        return True
+
+    monkeypatch.setattr("mvit_video.inference.outputs.DemoOutputs.frame", frame_then_interrupt)
+    summary, timeline = demo(tmp_path, tiny_checkpoint, "", ListSource(numbered_frames(40), fps=15), "DEMO.STRIDE", "4")
+    assert summary["stopped_by_user"] and summary["num_frames"] == 12
+    assert_tiles(timeline, 12)
+    with open_video(tmp_path / "out.mp4") as out:
+        assert out.num_frames == 11
+
+
 FAKE_PREDICTION = Prediction((0,), ("class 0",), (1.0,), 0.01, 100.0)
 
 
