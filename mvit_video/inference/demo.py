@@ -335,7 +335,7 @@ def run_demo(cfg, settings: DemoSettings, source: FrameSource | None = None) -> 
     source = source or open_input(settings)
     threads = torch.get_num_threads()
     try:
-        device = share_cpu(torch.device(settings.device))
+        device = set_model_threads(torch.device(settings.device))
         predictor = build_predictor(cfg, settings.checkpoint, settings.device)
         return _run(cfg, settings, source, predictor, device)
     finally:
@@ -343,7 +343,7 @@ def run_demo(cfg, settings: DemoSettings, source: FrameSource | None = None) -> 
         torch.set_num_threads(threads)
 
 
-def share_cpu(device: torch.device) -> str:
+def set_model_threads(device: torch.device) -> str:
     """On the CPU the model gets every core but one (torch threads), which decoding and encoding use: more threads
     than free cores make each parallel kernel wait for a descheduled thread (measured on a busy 2-core machine:
     the tiny toy model took 71 ms a clip with 2 threads, 5 ms with 1). Returns the device's description."""
