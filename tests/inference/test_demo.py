@@ -124,7 +124,7 @@ def test_live_clips_are_always_the_newest():
 def test_live_stream_that_stalls_finishes_with_complete_outputs(tmp_path, tiny_checkpoint):
     with y4m_camera(tmp_path / "camera.y4m", num_frames=25, fps=10) as pipe:
         source = LiveSource(str(pipe), "yuv4mpegpipe", name="fake camera")
-        summary, timeline = demo(tmp_path, tiny_checkpoint, "", source, "DEMO.TOPK", "1", stall_seconds=0.5)
+        summary, timeline = demo(tmp_path, tiny_checkpoint, "", source, "DEMO.TOPK", "1", stall_seconds=2.0)
     assert summary["stalled"] and summary["num_frames"] == 25 and summary["dropped_frames"] == 0
     assert timeline["live"] and timeline["stride"] is None
     assert_tiles(timeline, 25)

@@ -46,7 +46,7 @@ def test_live_source_reads_a_camera_like_pipe_and_the_reader_ends_on_stall(tmp_p
     with y4m_camera(tmp_path / "camera.y4m", num_frames=6, fps=12) as pipe:
         source = LiveSource(str(pipe), "yuv4mpegpipe", name="fake camera")
         assert (source.live, source.fps, source.height, source.width) == (True, 12.0, 48, 64)
-        with FrameReader(source, stall_seconds=0.5) as reader:
+        with FrameReader(source, stall_seconds=2.0) as reader:
             frames = list(reader)  # returns although the pipe stays open
         assert reader.stalled and reader.error is None
         source.close()
