@@ -7,18 +7,19 @@ from typing import Callable
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """Exception types that mean "the user gave something wrong" (config, paths, data, checkpoints)."""
+    """Exception types that mean "the user gave something wrong" (config, paths, data, checkpoints, inputs)."""
     from .config import ConfigError
     from .data.badfiles import TooManyBadVideos
     from .data.classnames import ClassNamesError
     from .data.prepare import PrepareError
     from .data.records import DatasetError
     from .data.toy import ToyDatasetError
+    from .inference.sources import InputError
     from .models.benchmark import BenchmarkError
     from .models.pretrained import CheckpointError
 
     return (ConfigError, CheckpointError, DatasetError, TooManyBadVideos, ClassNamesError, PrepareError,
-            ToyDatasetError, BenchmarkError, FileNotFoundError)  # fmt: skip
+            ToyDatasetError, InputError, BenchmarkError, FileNotFoundError)  # fmt: skip
 
 
 def run_cli(main: Callable[[], int | None]) -> None:

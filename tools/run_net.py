@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Train and/or test a model from a config (PySlowFast's tools/run_net.py command line).
+"""Train and/or test a model from a config, or run the demo (PySlowFast's tools/run_net.py command line).
 
     python tools/run_net.py --cfg configs/Toy/MVITv2_XS_8x2.yaml [KEY VALUE ...]
     python tools/run_net.py --cfg FILE --opts SOLVER.MAX_EPOCH 5 OUTPUT_DIR out/run1
     torchrun --nproc_per_node 8 tools/run_net.py --cfg FILE
     python tools/run_net.py --cfg FILE --num_shards 2 --shard_id 0 --init_method tcp://host0:9999 NUM_GPUS 8
 
-TRAIN.ENABLE runs training, TEST.ENABLE then runs the multi-view test. With the toy config's default data folder
-(data/toy) the toy dataset is generated on first use.
+    python tools/run_net.py --cfg FILE DEMO.ENABLE True DEMO.INPUT_VIDEO in.mp4 DEMO.OUTPUT_FILE out.mp4 \
+        TEST.CHECKPOINT_FILE_PATH model.pyth        # or DEMO.WEBCAM 0
+
+TRAIN.ENABLE runs training, TEST.ENABLE then runs the multi-view test; DEMO.ENABLE runs only the demo (see
+demo/run_demo.py). With the toy config's default data folder (data/toy) the toy dataset is generated on first use.
 """
 
 from __future__ import annotations

@@ -363,6 +363,8 @@ def _add_demo(cfg: CfgNode) -> None:
     cfg.DEMO.SLOWMO = 1
     cfg.DEMO.STRIDE = 0  # toolkit: new frames between predictions; 0 = clip length - BUFFER_SIZE
     cfg.DEMO.TOPK = 5  # toolkit: classes shown per prediction
+    cfg.DEMO.TIMELINE_FILE = ""  # toolkit: JSON timeline; empty: OUTPUT_FILE with .json (none without OUTPUT_FILE)
+    cfg.DEMO.STALL_SECONDS = 5.0  # toolkit: a stream that gives no frame for this long is finished
 
 
 def get_cfg() -> CfgNode:

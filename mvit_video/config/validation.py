@@ -436,6 +436,10 @@ def _check_toolkit(cfg: CfgNode, source: str) -> None:
         _fail(source, "DEMO.TOPK", cfg.DEMO.TOPK, "must be >= 1")
     if not _is_int(cfg.DEMO.STRIDE, 0):
         _fail(source, "DEMO.STRIDE", cfg.DEMO.STRIDE, "must be >= 0")
+    if not _is_int(cfg.DEMO.BUFFER_SIZE, 0):
+        _fail(source, "DEMO.BUFFER_SIZE", cfg.DEMO.BUFFER_SIZE, "must be >= 0")
+    if not cfg.DEMO.STALL_SECONDS > 0:
+        _fail(source, "DEMO.STALL_SECONDS", cfg.DEMO.STALL_SECONDS, "must be > 0")
 
 
 _RULES: tuple[Callable[[CfgNode, str], None], ...] = (

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from .badfiles import BadVideoLog, load_or_replace
 from .decode import VideoDecodeError, open_video
 from .records import VideoRecord
-from .sampling import spatial_crop_offsets, test_clip_indices, train_clip_indices, uniform_segment_indices
+from .sampling import clip_span, spatial_crop_offsets, test_clip_indices, train_clip_indices, uniform_segment_indices
 from .transforms import normalize_, short_side_resize
 
 # (T, C, H, W) uint8 clip and a random source -> (C, T, H, W) float clip
@@ -47,6 +47,10 @@ class ClipSampling:
         """A file without frame-rate metadata is taken to run at ``target_fps`` (its frames are used as they are)."""
         return fps if fps > 0 else self.target_fps
 
+    def span(self, fps: float) -> float:
+        """Source frames one clip covers in a video of this frame rate (``sampling.clip_span``)."""
+        return clip_span(self.num_frames, self.sampling_rate, self._fps(fps), self.target_fps)
+
     def train_indices(self, num_video_frames: int, fps: float, rng: random.Random) -> list[int]:
         fps = self._fps(fps)
         if self.uniform:
@@ -73,6 +77,43 @@ class DecodeOptions:
 def frames_to_clip(frames: torch.Tensor) -> torch.Tensor:
     """Decoder output (T, H, W, 3) uint8 -> (T, 3, H, W) uint8, the layout the transforms use."""
     return frames.permute(0, 3, 1, 2)
+
+
+def views_from_frames(
+    frames: torch.Tensor,
+    wanted: Sequence[int],
+    clips: Sequence[Sequence[int]],
+    crop_size: int,
+    num_crops: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: str = "bilinear",
+    reverse_channels: bool = False,
+) -> torch.Tensor:
+    """The test-time views of decoded frames: short side resized to ``crop_size`` once, then each clip cut into
+    ``num_crops`` square crops, normalised.
+
+    Args:
+        frames: (N, C, H, W) uint8, the frames at the sorted unique indices ``wanted``.
+        wanted: the frame index of each of ``frames``.
+        clips: per temporal clip, its frame indices (each in ``wanted``).
+        crop_size, num_crops, mean, std, interpolation, reverse_channels: as in ``MultiViewDataset``.
+
+    Returns:
+        float32 (len(clips) * num_crops, C, T, crop_size, crop_size), clip-major.
+    """
+    frames = short_side_resize(frames, crop_size, interpolation)
+    position = {frame: i for i, frame in enumerate(wanted)}
+    offsets = spatial_crop_offsets(frames.shape[2], frames.shape[3], crop_size, num_crops)
+    size = crop_size
+    # (V, C, T, H, W) uint8, filled crop by crop, then converted and normalised in one contiguous pass
+    views = torch.empty(len(clips) * len(offsets), frames.shape[1], len(clips[0]), size, size, dtype=torch.uint8)
+    for c, clip in enumerate(clips):
+        clip_frames = frames[[position[i] for i in clip]]
+        for o, (y0, x0) in enumerate(offsets):
+            views[c * len(offsets) + o].copy_(clip_frames[:, :, y0 : y0 + size, x0 : x0 + size].transpose(0, 1))
+    views = normalize_(views.float(), mean, std)
+    return views.flip(1) if reverse_channels else views
 
 
 class ClipDataset(Dataset):
@@ -198,18 +239,8 @@ class MultiViewDataset(Dataset):
     def views(self, record: VideoRecord, only_clip: int | None = None) -> torch.Tensor:
         """All views of one video, (V, C, T, H, W); with ``only_clip``, just that temporal clip's crops."""
         frames, wanted, clips = self.read_clips(record, only_clip)
-        frames = short_side_resize(frames, self.crop_size, self.interpolation)
-        position = {frame: i for i, frame in enumerate(wanted)}
-        offsets = spatial_crop_offsets(frames.shape[2], frames.shape[3], self.crop_size, self.num_crops)
-        size = self.crop_size
-        # (V, C, T, H, W) uint8, filled crop by crop, then converted and normalised in one contiguous pass
-        views = torch.empty(len(clips) * len(offsets), frames.shape[1], len(clips[0]), size, size, dtype=torch.uint8)
-        for c, clip in enumerate(clips):
-            clip_frames = frames[[position[i] for i in clip]]
-            for o, (y0, x0) in enumerate(offsets):
-                views[c * len(offsets) + o].copy_(clip_frames[:, :, y0 : y0 + size, x0 : x0 + size].transpose(0, 1))
-        views = normalize_(views.float(), self.mean, self.std)
-        return views.flip(1) if self.reverse_channels else views
+        return views_from_frames(frames, wanted, clips, self.crop_size, self.num_crops, self.mean, self.std,
+                                 self.interpolation, self.reverse_channels)  # fmt: skip
 
     def empty_views(self) -> torch.Tensor:
         t = self.sampling.num_frames

@@ -100,7 +100,9 @@ def _decode_options(cfg) -> DecodeOptions:
     return DecodeOptions(backend=backend, num_threads=1)
 
 
-def _sampling(cfg, name: str) -> ClipSampling:
+def clip_sampling(cfg, split: str = "test") -> ClipSampling:
+    """How a config picks the frames of a split's clips (SSv2: one frame per equal segment of the video)."""
+    name = _dataset_name(cfg, split)
     return ClipSampling(
         num_frames=cfg.DATA.NUM_FRAMES,
         sampling_rate=cfg.DATA.SAMPLING_RATE,
@@ -144,7 +146,7 @@ def build_dataset(cfg, split: str) -> Dataset:
         transform = build_train_transform(cfg) if split == "train" else None
         return ImageDataset(records, bad_log, transform, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.MEAN, cfg.DATA.STD,
                             seed=cfg.RNG_SEED)  # fmt: skip
-    sampling = _sampling(cfg, name)
+    sampling = clip_sampling(cfg, split)
     if split == "train":
         return ClipDataset(records, sampling, build_train_transform(cfg), bad_log, decode,
                            num_samples=cfg.AUG.NUM_SAMPLE, seed=cfg.RNG_SEED)  # fmt: skip

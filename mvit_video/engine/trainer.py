@@ -37,7 +37,7 @@ from ..config import ConfigError
 from ..data.loader import build_loader
 from ..data.mixup import Mixup, soft_target_cross_entropy
 from ..models import build_model, load_pretrained
-from ..models.pretrained import CheckpointError
+from ..models.pretrained import check_complete
 from ..models.stats import count_flops, count_params
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from .distributed import (all_reduce_mean, barrier, is_dist, is_main_process, rank, share_cpu, unwrap_model,
@@ -93,12 +93,7 @@ def init_from_checkpoint(model: nn.Module, path: str, reinit_head: bool) -> None
     (another depth or variant) or classifies another number of classes without ``reinit_head`` is a
     one-line ``CheckpointError``."""
     report = load_pretrained(model, path, num_classes_mismatch="reinit" if reinit_head else "error")
-    lacking = [k for k in report.missing if not any(part in k for part in _MAY_BE_MISSING)]
-    if lacking:
-        raise CheckpointError(
-            f"{path} lacks {len(lacking)} of the model's tensors (e.g. {lacking[0]}): is it another architecture? "
-            "Use the config the checkpoint was trained with"
-        )
+    check_complete(report, path, _MAY_BE_MISSING)
     logger.info("initialised from %s: %s", path, report.summary())
 
 

@@ -6,7 +6,7 @@ import logging
 import os
 import pickle
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Sequence, Union
 
 import torch
 from iopath.common.file_io import g_pathmgr
@@ -73,6 +73,26 @@ def read_checkpoint(path: Union[str, os.PathLike], trust_checkpoint: bool = Fals
             ) from None
         except (RuntimeError, EOFError) as e:
             raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0][:200]})") from None
+
+
+def check_complete(report: LoadReport, origin: str, may_be_missing: Sequence[str] = ()) -> None:
+    """Refuses a checkpoint that lacked tensors of the model (another depth or variant), which would otherwise run
+    with those layers at their random initialisation.
+
+    Args:
+        report: what ``load_pretrained`` did.
+        origin: the checkpoint's path, for the message.
+        may_be_missing: key fragments that may be absent (e.g. temporal tables of image checkpoints).
+
+    Raises:
+        CheckpointError: one line naming a missing tensor.
+    """
+    lacking = [k for k in report.missing if not any(part in k for part in may_be_missing)]
+    if lacking:
+        raise CheckpointError(
+            f"{origin} lacks {len(lacking)} of the model's tensors (e.g. {lacking[0]}): is it another architecture? "
+            "Use the config the checkpoint was trained with"
+        )
 
 
 def _split_head(state: dict, model_state: Mapping, num_classes_mismatch: str, origin: str) -> bool:

