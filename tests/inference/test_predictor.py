@@ -87,9 +87,10 @@ def test_short_window_repeats_its_last_frame(tiny_checkpoint, carphone_frames):
     assert not torch.equal(two[0, :, 0], two[0, :, 1])
 
 
-def test_predict_reports_topk_in_order_with_probabilities(tiny_checkpoint, carphone_frames):
+def test_predict_reports_topk_in_order_with_probabilities(tiny_checkpoint, carphone_frames, tmp_path):
     frames, fps = carphone_frames
-    predictor = build_predictor(tiny_cfg("DEMO.TOPK", "3"), str(tiny_checkpoint))
+    # a data folder without classnames.txt (the toy config's default data/toy may hold one): names "class N"
+    predictor = build_predictor(tiny_cfg("DEMO.TOPK", "3", data_dir=tmp_path), str(tiny_checkpoint))
     prediction = predictor.predict(frames[:16], fps)
     logits = predictor.model(predictor.preprocess.clip(frames[:16], fps))[0]
     expected = logits.softmax(-1).topk(3)
@@ -111,7 +112,7 @@ def test_class_names_from_label_file_data_folder_or_builtin(tmp_path):
     assert resolve_class_names(k600) == (load_classnames("kinetics600"), "kinetics600")
     ssv2 = load_config(ROOT / "configs" / "SSv2" / "MVITv2_S_16x4.yaml")
     assert resolve_class_names(ssv2)[0][0] == load_classnames("ssv2")[0]
-    assert resolve_class_names(tiny_cfg())[0] == [f"class {i}" for i in range(6)]
+    assert resolve_class_names(tiny_cfg(data_dir=tmp_path / "no_names"))[0] == [f"class {i}" for i in range(6)]
 
 
 def test_label_file_with_another_class_count_is_refused(tmp_path):
