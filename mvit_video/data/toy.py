@@ -1,12 +1,17 @@
 """A toy video dataset whose classes can only be told apart by motion.
 
-Every video shows one textured shape (disc, square or triangle with a checkerboard of two random colours) over a
-static smooth-noise background of random colours. The shape either translates (left, right, up, down) or spins in
+Every video shows one shape (disc, square or triangle with a checkerboard of a dark and a light grey) over a static
+grey background of smooth noise with fine grain. The shape either translates (left, right, up, down) or spins in
 place (clockwise, counter-clockwise). Nothing in a single frame depends on the class:
 
-- size, frame count, frame rate, colours, shape, texture and orientation are drawn the same way for every class;
+- size, frame count, frame rate, grey levels, shape, texture and orientation are drawn the same way for every class;
 - the picture is a torus: the shape wraps around the edges, so its position is uniform over the frame at every
   time step for translating and spinning shapes alike (a translating shape never "starts on the left").
+
+Designed to be learnt from scratch in minutes on a CPU: small pictures (64-80 pixels, near the toy config's 64-pixel
+crops), a large shape (radius 20-28% of the short side), motion of a few pixels per sampled frame but under half
+the checkerboard's period (so the texture's motion never aliases to the opposite direction), and grey levels only:
+with random colours for the shape and the background, small video models stayed at chance for far longer.
 
 The videos are real H.264 files (PyAV, libx264, yuv420p) listed in PySlowFast CSVs (``train.csv``, ``val.csv``,
 ``test.csv``: ``relative/path label`` per line), so ``DATA.PATH_TO_DATA_DIR`` and ``DATA.PATH_PREFIX`` can both be the
@@ -37,18 +42,27 @@ TOY_CLASSES = (
     "rotating counterclockwise",
 )
 SPLITS = ("train", "val", "test")
-DEFAULT_SIZES = ((96, 128), (128, 96), (112, 112), (120, 160))  # (height, width)
+# (height, width): close to the toy config's 64-pixel crops, so decoding and resizing are cheap
+DEFAULT_SIZES = ((64, 80), (80, 64), (64, 64), (72, 72))
 DEFAULT_FPS = (15, 24, 25, 30)
-DEFAULT_NUM_FRAMES = (24, 72)  # inclusive range
+# inclusive range; 40 frames cover the toy config's clip span (8 frames x stride 2 at 15 fps = 32 frames at 30 fps)
+DEFAULT_NUM_FRAMES = (40, 72)
+DEFAULT_NUM_PER_CLASS = 100  # training videos per class: 600 in all, generated in about 20 s
 SHAPES = ("disc", "square", "triangle")
 
 # (vy, vx) unit directions of the translating classes, in picture coordinates (y points down)
 _DIRECTIONS = {0: (0.0, -1.0), 1: (0.0, 1.0), 2: (-1.0, 0.0), 3: (1.0, 0.0)}
 # spin sign of the rotating classes: a positive angle turns clockwise on screen
 _SPINS = {4: 1.0, 5: -1.0}
-_SPEED_RANGE = (1.0, 2.5)  # pixels per frame
-_SPIN_RANGE = (4.0, 9.0)  # degrees per frame
-_MIN_LUMA_CONTRAST = 80.0  # between the two checkerboard colours
+# Speeds are per second, so what a clip shows does not depend on the frame rate. At the toy config's sampling
+# (a frame every 2/15 s) and 64-pixel short side a shape moves 2.6-5.1 pixels or turns 12-24 degrees per sampled frame,
+# less than half the checkerboard's period (2 cells): the texture's motion cannot alias to the opposite direction.
+_SPEED_RANGE = (0.3, 0.6)  # short sides per second
+_SPIN_RANGE = (90.0, 180.0)  # degrees per second
+_RADIUS_RANGE = (0.2, 0.28)  # of the short side
+_CELL_RANGE = (0.5, 0.75)  # of the radius
+_DARK_LEVEL, _LIGHT_LEVEL = (0, 60), (195, 255)  # grey levels of the checkerboard (inclusive)
+_BACKGROUND_LEVEL = (112.0, 144.0)  # mean grey level of the background
 
 
 class ToyDatasetError(ValueError):
@@ -66,7 +80,7 @@ class ToyVideoSpec:
         num_frames, fps: length and frame rate.
         shape: one of ``SHAPES``; radius: its circumradius in pixels.
         cell: checkerboard cell size in pixels.
-        colors: two RGB colours of the checkerboard.
+        colors: two RGB colours of the checkerboard (grey levels).
         center: (y, x) position at frame 0; velocity: (vy, vx) pixels per frame (0 for spinning classes).
         angle: orientation at frame 0 in degrees; spin: degrees per frame (0 for translating classes).
         texture_seed: seed of the background noise.
@@ -99,11 +113,12 @@ def sample_video_spec(
 ) -> ToyVideoSpec:
     """Draws one video's parameters; only ``velocity`` and ``spin`` depend on ``label``."""
     height, width = (int(v) for v in sizes[rng.integers(len(sizes))])
-    radius = float(rng.uniform(0.12, 0.18) * min(height, width))
+    radius = float(rng.uniform(*_RADIUS_RANGE) * min(height, width))
     colors = _checker_colors(rng)
     center = (float(rng.uniform(0, height)), float(rng.uniform(0, width)))
-    speed = float(rng.uniform(*_SPEED_RANGE))
-    spin = float(rng.uniform(*_SPIN_RANGE))
+    fps = int(fps_choices[rng.integers(len(fps_choices))])
+    speed = float(rng.uniform(*_SPEED_RANGE)) * min(height, width) / fps  # pixels per frame
+    spin = float(rng.uniform(*_SPIN_RANGE)) / fps  # degrees per frame
     direction = _DIRECTIONS.get(label, (0.0, 0.0))
     return ToyVideoSpec(
         path=path,
@@ -111,10 +126,10 @@ def sample_video_spec(
         height=height,
         width=width,
         num_frames=int(rng.integers(num_frames[0], num_frames[1] + 1)),
-        fps=int(fps_choices[rng.integers(len(fps_choices))]),
+        fps=fps,
         shape=SHAPES[rng.integers(len(SHAPES))],
         radius=round(radius, 3),
-        cell=round(float(rng.uniform(0.3, 0.5) * radius), 3),
+        cell=round(float(rng.uniform(*_CELL_RANGE) * radius), 3),
         colors=colors,
         center=(round(center[0], 3), round(center[1], 3)),
         velocity=(round(direction[0] * speed, 4), round(direction[1] * speed, 4)),
@@ -125,17 +140,15 @@ def sample_video_spec(
 
 
 def _checker_colors(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """Two random RGB colours whose brightness differs enough for the texture (and its motion) to be seen."""
-    luma = np.array([0.299, 0.587, 0.114])
-    while True:
-        a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-        if abs(float(luma @ a) - float(luma @ b)) >= _MIN_LUMA_CONTRAST:
-            return tuple(int(c) for c in a), tuple(int(c) for c in b)
+    """A dark and a light grey level (as RGB), in random order: the texture (and its motion) is always visible."""
+    dark, light = (int(rng.integers(*levels, endpoint=True)) for levels in (_DARK_LEVEL, _LIGHT_LEVEL))
+    first, second = (dark, light) if rng.random() < 0.5 else (light, dark)
+    return (first,) * 3, (second,) * 3
 
 
 def _smooth_noise(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
-    """Bilinearly interpolated random grid: (height, width, 3) floats in [0, 1]."""
-    grid = rng.random((int(height / scale) + 2, int(width / scale) + 2, 3))
+    """Bilinearly interpolated random grid: (height, width, 1) floats in [0, 1]."""
+    grid = rng.random((int(height / scale) + 2, int(width / scale) + 2, 1))
     y, x = np.arange(height) / scale, np.arange(width) / scale
     y0, x0 = y.astype(int), x.astype(int)
     fy, fx = (y - y0)[:, None, None], (x - x0)[None, :, None]
@@ -145,13 +158,14 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, scale: floa
 
 
 def render_background(spec: ToyVideoSpec) -> np.ndarray:
-    """The static background of a video: (H, W, 3) uint8 smooth noise with fine grain."""
+    """The static background of a video: (H, W, 3) uint8 grey smooth noise with fine grain."""
     rng = np.random.default_rng(spec.texture_seed)
-    base = rng.uniform(40, 215, 3)
+    base = rng.uniform(*_BACKGROUND_LEVEL)
     contrast = rng.uniform(40, 90)
     noise = _smooth_noise(rng, spec.height, spec.width, scale=float(rng.uniform(6, 14)))
     grain = rng.normal(0, 8, (spec.height, spec.width, 1))
-    return np.clip(base + contrast * (noise - 0.5) * 2 + grain, 0, 255).astype(np.uint8)
+    grey = np.clip(base + contrast * (noise - 0.5) * 2 + grain, 0, 255).astype(np.uint8)
+    return np.repeat(grey, 3, axis=2)
 
 
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, radius: float) -> np.ndarray:
@@ -236,7 +250,7 @@ def write_toy_video(spec: ToyVideoSpec, root: str | os.PathLike) -> int:
 
 
 def plan_toy_dataset(
-    num_per_class: int = 8,
+    num_per_class: int = DEFAULT_NUM_PER_CLASS,
     seed: int = 0,
     val_per_class: int | None = None,
     test_per_class: int | None = None,
@@ -307,7 +321,7 @@ def _write_index_files(out_dir: Path, plan: dict[str, list[ToyVideoSpec]], seed:
 
 def make_toy_dataset(
     out_dir: str | os.PathLike,
-    num_per_class: int = 8,
+    num_per_class: int = DEFAULT_NUM_PER_CLASS,
     seed: int = 0,
     *,
     val_per_class: int | None = None,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mvit_video.data.toy import (
+    DEFAULT_NUM_PER_CLASS,
     TOY_CLASSES,
     ToyDatasetError,
     ToyVideoSpec,
@@ -25,8 +26,8 @@ SPLITS = ("train", "val", "test")
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> dict:
-    """The default dataset (8 train, 3 val, 3 test videos per class), written once for the module."""
-    return make_toy_dataset(tmp_path_factory.mktemp("toy"), seed=0)
+    """A small dataset (8 train, 3 val, 3 test videos per class) with the default video parameters, written once."""
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), num_per_class=8, seed=0)
 
 
 def _rows(summary: dict, split: str) -> list[tuple[str, int]]:
@@ -191,7 +192,7 @@ def test_videos_are_h264_with_the_planned_sizes_and_lengths(toy):
             assert (stream.codec_context.height, stream.codec_context.width) == (spec["height"], spec["width"])
             assert stream.average_rate == spec["fps"]
             assert sum(1 for _ in container.decode(video=0)) == spec["num_frames"]
-        assert 24 <= spec["num_frames"] <= 72
+        assert 40 <= spec["num_frames"] <= 72  # at least the toy config's clip span: 8 x 2 frames at 15 fps = 32 at 30
 
 
 def test_same_seed_same_content_parameters(toy, tmp_path):
@@ -245,6 +246,33 @@ def test_every_class_has_the_same_appearance_parameters():
         assert np.allclose(per_class, overall, rtol=0.15), key
     speeds = {k: {math.hypot(*s.velocity) > 0 for s in plan if s.label == k} for k in range(len(TOY_CLASSES))}
     assert [speeds[k] for k in range(len(TOY_CLASSES))] == [{True}] * 4 + [{False}] * 2
+
+
+def test_default_plan_sizes_and_counts():
+    plan = plan_toy_dataset()
+    assert DEFAULT_NUM_PER_CLASS == 100
+    assert {split: len(specs) for split, specs in plan.items()} == {"train": 600, "val": 204, "test": 204}
+    specs = [s for split in SPLITS for s in plan[split]]
+    assert {(s.height, s.width) for s in specs} == {(64, 80), (80, 64), (64, 64), (72, 72)}
+    assert {s.fps for s in specs} == {15, 24, 25, 30} and min(s.num_frames for s in specs) >= 40
+
+
+def test_shapes_are_grey_and_move_a_few_pixels_per_sampled_frame():
+    """At the toy config's sampling (a frame every 2/15 s) and 64-pixel short side, a shape moves 2.6-5.1 pixels or
+    turns 12-24 degrees per sampled frame: visible, and under half the checkerboard's period (one cell), so the
+    texture's motion cannot alias to the opposite direction."""
+    plan = plan_toy_dataset(num_per_class=60, seed=3)["train"]
+    for s in plan:
+        dark, light = sorted(c[0] for c in s.colors)
+        assert all(len(set(c)) == 1 for c in s.colors) and dark <= 60 and light >= 195
+        to_crop = 64 / min(s.height, s.width)
+        step = math.hypot(*s.velocity) * s.fps * 2 / 15 * to_crop
+        turn = abs(s.spin) * s.fps * 2 / 15
+        if s.label < 4:
+            assert 2.5 <= step <= 5.2 and step < s.cell * to_crop and turn == 0, s
+        else:
+            assert 11.9 <= turn <= 24.1 and step == 0, s
+        assert 0.2 <= s.radius / min(s.height, s.width) <= 0.28
 
 
 def test_bad_arguments_fail_before_writing(tmp_path):
