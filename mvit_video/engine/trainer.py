@@ -395,6 +395,7 @@ def load_test_model(cfg, path: str) -> nn.Module:
     """The model of ``cfg`` with the weights of ``path`` (any format ``load_pretrained`` reads)."""
     model = build_model(cfg)
     report = load_pretrained(model, path)
+    check_complete(report, path)  # a model partly left at its random initialisation would be a meaningless test
     logger.info("testing %s: %s", path, report.summary())
     return model
 

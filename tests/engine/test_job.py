@@ -84,6 +84,14 @@ def test_num_classes_mismatch_needs_the_reinit_flag(toy_data, tmp_path):
     assert not torch.allclose(fresh, source[table], atol=5e-3)
 
 
+def test_test_checkpoint_lacking_blocks_is_refused(toy_data, tmp_path):
+    path = toy_weights(tmp_path / "four_blocks")
+    result = run_net(toy_data, tmp_path / "out", "TRAIN.ENABLE", "False", "TEST.CHECKPOINT_FILE_PATH", path,
+                     "MVIT.DEPTH", "5")  # fmt: skip
+    line = one_error_line(result)
+    assert "another architecture" in line and "blocks.4." in line and "test:" not in result.stdout
+
+
 def test_test_checkpoint_mismatch_fails_before_training(toy_data, tmp_path):
     path = toy_weights(tmp_path / "k400", "MODEL.NUM_CLASSES", "400")
     result = run_net(toy_data, tmp_path / "out", "TEST.CHECKPOINT_FILE_PATH", path)
