@@ -29,6 +29,8 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
+from .distributed import world_size
+
 ENSEMBLE_METHODS = ("sum", "max")
 RESULTS_FILE = "test_results.json"
 PREDICTIONS_FILE = "test_predictions.pt"
@@ -196,9 +198,9 @@ def gather(accumulator: MultiViewAccumulator) -> MultiViewAccumulator:
     Without an initialised process group this returns ``accumulator`` unchanged. The test sampler never pads, so
     a video index found on two ranks raises ``EvaluationError``.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if world_size() == 1:
         return accumulator
-    states: list[dict | None] = [None] * dist.get_world_size()
+    states: list[dict | None] = [None] * world_size()
     dist.all_gather_object(states, accumulator.state())
     merged = MultiViewAccumulator(accumulator.num_classes, accumulator.num_views, accumulator.ensemble)
     for rank, state in enumerate(states):

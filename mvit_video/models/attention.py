@@ -74,6 +74,22 @@ def gather_rel_pos(rel_pos: torch.Tensor, q_size: int, k_size: int) -> torch.Ten
     return rel_pos[dist.long()]
 
 
+_AXIS_EINSUM = ("bnthwc,tkc->bnthwk", "bnthwc,hkc->bnthwk", "bnthwc,wkc->bnthwk")
+
+
+def _grid_queries(q: torch.Tensor, q_thw: THW, has_cls: bool) -> torch.Tensor:
+    """The spatiotemporal queries on their grid: (B, heads, N, C) -> (B, heads, T, H, W, C), cls token dropped."""
+    B, heads, _, C = q.shape
+    return q[:, :, int(has_cls) :].reshape(B, heads, *q_thw, C)
+
+
+def _axis_terms(r_q: torch.Tensor, table: torch.Tensor, axis: int, k_thw: THW) -> torch.Tensor:
+    """Each grid query's rel-pos term towards every key coordinate along ``axis`` (0 = t, 1 = h, 2 = w):
+    (B, heads, T, H, W, k_size)."""
+    q_size, k_size = r_q.shape[2 + axis], k_thw[axis]
+    return torch.einsum(_AXIS_EINSUM[axis], r_q, gather_rel_pos(table, q_size, k_size))
+
+
 def decomposed_rel_pos_bias(
     q: torch.Tensor,
     q_thw: THW,
@@ -96,17 +112,14 @@ def decomposed_rel_pos_bias(
     """
     B, heads, _, C = q.shape
     (qt, qh, qw), (kt, kh, kw) = q_thw, k_thw
-    r_q = q[:, :, int(has_cls):].reshape(B, heads, qt, qh, qw, C)
+    r_q = _grid_queries(q, q_thw, has_cls)
     bias = q.new_zeros(B, heads, qt, qh, qw, kt, kh, kw)
     if rel_pos_h is not None:
-        r_h = torch.einsum("bnthwc,hkc->bnthwk", r_q, gather_rel_pos(rel_pos_h, qh, kh))
-        bias = bias + r_h[..., None, :, None]
+        bias = bias + _axis_terms(r_q, rel_pos_h, 1, k_thw)[..., None, :, None]
     if rel_pos_w is not None:
-        r_w = torch.einsum("bnthwc,wkc->bnthwk", r_q, gather_rel_pos(rel_pos_w, qw, kw))
-        bias = bias + r_w[..., None, None, :]
+        bias = bias + _axis_terms(r_q, rel_pos_w, 2, k_thw)[..., None, None, :]
     if rel_pos_t is not None:
-        r_t = torch.einsum("bnthwc,tkc->bnthwk", r_q, gather_rel_pos(rel_pos_t, qt, kt))
-        bias = bias + r_t[..., :, None, None]
+        bias = bias + _axis_terms(r_q, rel_pos_t, 0, k_thw)[..., :, None, None]
     bias = bias.reshape(B, heads, qt * qh * qw, kt * kh * kw)
     if has_cls:
         bias = F.pad(bias, (1, 0, 1, 0))
@@ -147,17 +160,9 @@ def rel_pos_query_terms(
     The same einsums as ``decomposed_rel_pos_bias`` without broadcasting them to all (query, key) pairs; a cls
     query gets zeros.
     """
-    B, heads, _, C = q.shape
-    (qt, qh, qw), (kt, kh, kw) = q_thw, k_thw
-    r_q = q[:, :, int(has_cls) :].reshape(B, heads, qt, qh, qw, C)
-    terms = []
-    for table, (q_size, k_size), pattern in (
-        (rel_pos_t, (qt, kt), "bnthwc,tkc->bnthwk"),
-        (rel_pos_h, (qh, kh), "bnthwc,hkc->bnthwk"),
-        (rel_pos_w, (qw, kw), "bnthwc,wkc->bnthwk"),
-    ):
-        if table is not None:
-            terms.append(torch.einsum(pattern, r_q, gather_rel_pos(table, q_size, k_size)).flatten(2, 4))
+    r_q = _grid_queries(q, q_thw, has_cls)
+    tables = (rel_pos_t, rel_pos_h, rel_pos_w)
+    terms = [_axis_terms(r_q, t, axis, k_thw).flatten(2, 4) for axis, t in enumerate(tables) if t is not None]
     out = torch.cat(terms, dim=-1)
     return F.pad(out, (0, 0, 1, 0)) if has_cls else out
 

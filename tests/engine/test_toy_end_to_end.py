@@ -17,12 +17,11 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from mvit_video.data.toy import TOY_CLASSES, make_toy_dataset
 from tests.conftest import ROOT
+from tests.engine.runs import CONFIG, json_stats
 
-CONFIG = ROOT / "configs" / "Toy" / "MVITv2_XS_8x2.yaml"
 HALF_SIZES = ((32, 40), (40, 32), (32, 32), (36, 36))  # the default sizes, halved
 SHORT_RUN = [
     "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]",
@@ -30,10 +29,6 @@ SHORT_RUN = [
     "TRAIN.EVAL_PERIOD", "30", "TRAIN.CHECKPOINT_PERIOD", "30",
 ]  # fmt: skip
 MIN_TOP1 = 40.0
-
-
-def json_stats(stdout: str) -> list[dict]:
-    return [json.loads(line.split("json_stats: ", 1)[1]) for line in stdout.splitlines() if "json_stats: " in line]
 
 
 def test_toy_recipe_learns_motion(tmp_path):

@@ -8,9 +8,8 @@ import torch
 from mvit_video.config import load_config
 from mvit_video.engine.checkpoint import latest_checkpoint, load_training_state
 from mvit_video.engine.trainer import Accumulation, end_of_epoch, setup_run, train_step
-from tests.conftest import ROOT
+from tests.engine.runs import CONFIG
 
-CONFIG = ROOT / "configs" / "Toy" / "MVITv2_XS_8x2.yaml"
 SMALL = ["DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "MVIT.DROPPATH_RATE", "0.0",
          "SOLVER.CLIP_GRAD_L2NORM", "None", "LOG_MODEL_INFO", "False", "TRAIN.EVAL_PERIOD", "0"]  # fmt: skip
 
