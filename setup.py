@@ -40,7 +40,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["mvit_video", "mvit_video.*"]),
     package_data={"mvit_video.data": ["classnames/*.txt"]},
     install_requires=INSTALL_REQUIRES,

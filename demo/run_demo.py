@@ -51,7 +51,7 @@ def config_opts(args: argparse.Namespace) -> list[str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mvit_video.config import load_config
-    from mvit_video.engine.logging import setup_logging
+    from mvit_video.process import setup_logging
     from mvit_video.inference.demo import default_device, run_demo, settings_from_cfg, timeline_beside
 
     cfg = load_config(args.cfg, config_opts(args))

@@ -49,18 +49,19 @@ def config_opts(args: argparse.Namespace) -> list[str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mvit_video.config import load_config
+    from mvit_video.process import setup_logging
 
     cfg = load_config(args.cfg, config_opts(args))
-    from mvit_video.engine.job import run_job
-    from mvit_video.engine.logging import setup_logging
-    from mvit_video.engine.trainer import TrainingDiverged
-
     setup_logging()
-    try:
-        run_job(cfg, init_method=args.init_method, config_path=args.cfg)
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if cfg.DEMO.ENABLE:  # as in PySlowFast: the demo instead of training and testing
+        from mvit_video.engine.trainer import test_checkpoint
+        from mvit_video.inference.demo import run_demo, settings_from_cfg
+
+        run_demo(cfg, settings_from_cfg(cfg, test_checkpoint(cfg)))
+        return 0
+    from mvit_video.engine.job import run_job
+
+    run_job(cfg, init_method=args.init_method, config_path=args.cfg)
     return 0
 
 

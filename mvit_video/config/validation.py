@@ -14,6 +14,7 @@ from typing import Any
 
 from fvcore.common.config import CfgNode
 
+from ..errors import UserError
 from .defaults import NULLABLE_TYPES, get_cfg
 
 __all__ = [
@@ -37,7 +38,7 @@ _short.maxstring = 60
 _short.maxother = 60
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A user mistake in a config file, an override or a config built in Python.
 
     The message is always a single line.

@@ -10,10 +10,12 @@ import os
 import random
 from typing import Callable, Optional, TypeVar
 
+from ..errors import UserError
+
 T = TypeVar("T")
 
 
-class TooManyBadVideos(RuntimeError):
+class TooManyBadVideos(UserError, RuntimeError):
     """More than the allowed fraction of a split's videos could not be read."""
 
 

@@ -11,6 +11,8 @@ import json
 import os
 from importlib import resources
 
+from ..errors import UserError
+
 BUILTIN_CLASSNAMES = ("kinetics400", "kinetics600", "kinetics700", "ssv2")
 _ALIASES = {
     "k400": "kinetics400",
@@ -32,7 +34,7 @@ _ALIASES = {
 }
 
 
-class ClassNamesError(ValueError):
+class ClassNamesError(UserError, ValueError):
     """A class-name list that cannot be found or read; the message is one line."""
 
 

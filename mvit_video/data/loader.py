@@ -12,9 +12,9 @@ import os
 from typing import Iterator
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from .. import process
 from .badfiles import BadVideoLog, TooManyBadVideos
 from .decode import SUPPORTED_BACKENDS
 from .imagefolder import ImageDataset, read_image_folder
@@ -37,13 +37,6 @@ def _dataset_name(cfg, split: str) -> str:
     if name not in VIDEO_DATASETS + IMAGE_DATASETS:
         raise DatasetError(f"{key}={name!r} is not supported; use one of {VIDEO_DATASETS + IMAGE_DATASETS}")
     return name
-
-
-def _world() -> tuple[int, int]:
-    """(world size, rank) of the default process group, or (1, 0) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
 
 
 def read_split(cfg, split: str) -> list[VideoRecord]:
@@ -198,7 +191,7 @@ def build_loader(cfg, split: str) -> DataLoader:
     training sampler is a ``DistributedSampler`` (also for one process): call ``loader.sampler.set_epoch(e)`` and
     ``loader.dataset.set_epoch(e)`` each epoch. Evaluation uses ``ShardSampler`` (each video once).
     """
-    world, rank = _world()
+    world, rank = process.world_size(), process.rank()
     dataset = build_dataset(cfg, split)
     batch = cfg.TRAIN.BATCH_SIZE if split in ("train", "val") else cfg.TEST.BATCH_SIZE
     key = "TRAIN.BATCH_SIZE" if split in ("train", "val") else "TEST.BATCH_SIZE"

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import av
 
-from .decode import VideoDecodeError, probe_video
+from ..errors import UserError
 from .classnames import ClassNamesError, builtin_classnames_name, load_classnames
+from .decode import VideoDecodeError, probe_video
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 SPLIT_NAMES = {
@@ -44,7 +45,7 @@ _SEGMENT_STEM = re.compile(r"^(?P<id>.+)_(?P<start>\d+)_(?P<end>\d+)$")
 _ENCODE_ERRORS = (av.FFmpegError, OSError, ValueError, EOFError)
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError, ValueError):
     """Inputs that cannot be prepared (files, labels, options); the message is one line."""
 
 

@@ -10,8 +10,10 @@ from typing import Optional
 
 from iopath.common.file_io import g_pathmgr
 
+from ..errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError, ValueError):
     """A dataset description that cannot be used (missing or malformed files); the message is one line."""
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..errors import UserError
+
 TOY_CLASSES = (
     "moving left",
     "moving right",
@@ -65,7 +67,7 @@ _DARK_LEVEL, _LIGHT_LEVEL = (0, 60), (195, 255)  # grey levels of the checkerboa
 _BACKGROUND_LEVEL = (112.0, 144.0)  # mean grey level of the background
 
 
-class ToyDatasetError(ValueError):
+class ToyDatasetError(UserError, ValueError):
     """Arguments or an output folder that cannot make a toy dataset; the message is one line."""
 
 

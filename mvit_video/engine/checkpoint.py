@@ -29,10 +29,10 @@ import torch
 from iopath.common.file_io import g_pathmgr
 from torch import nn
 
-from mvit_video.models.convert import MVIT_VIDEO_VERSION_KEY, unwrap_checkpoint
-
-from .distributed import is_main_process, unwrap_model
-from mvit_video.models.pretrained import CheckpointError, read_checkpoint
+from ..models.convert import MVIT_VIDEO_VERSION_KEY, unwrap_checkpoint
+from ..models.pretrained import CheckpointError, read_checkpoint
+from ..process import is_main_process
+from .distributed import unwrap_model
 
 __all__ = [
     "capture_rng_state",

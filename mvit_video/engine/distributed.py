@@ -24,30 +24,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from .. import process
 from ..config import ConfigError
+from ..process import is_dist, is_main_process, rank, world_size
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_INIT_METHOD = "tcp://localhost:9999"  # PySlowFast's default for single-machine multi-GPU runs
 _TIMEOUT = timedelta(minutes=30)
-
-
-def is_dist() -> bool:
-    """True inside an initialised process group."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_dist() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if is_dist() else 0
-
-
-def is_main_process() -> bool:
-    """Rank 0 of the default process group, or the only process when none is initialised."""
-    return rank() == 0
 
 
 def barrier() -> None:
@@ -74,23 +58,9 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
-def cpu_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def share_cpu(cfg) -> int:
-    """Sets and returns the torch threads of a CPU run: the machine's cores split between its processes, less one
-    per data-loader worker. More threads than free cores makes every parallel kernel wait for a descheduled
-    thread (measured on a busy 2-core machine with one loader worker: a small toy epoch took 16.6 s with 2
-    compute threads, 0.3 s with 1)."""
-    per_process = cpu_cores() // max(world_size() // max(cfg.NUM_SHARDS, 1), 1)
-    threads = max(1, per_process - cfg.DATA_LOADER.NUM_WORKERS)
-    torch.set_num_threads(threads)
-    return threads
+    """``process.share_cpu`` for a run of ``cfg``: its processes on this machine and DATA_LOADER.NUM_WORKERS."""
+    return process.share_cpu(world_size() // max(cfg.NUM_SHARDS, 1), cfg.DATA_LOADER.NUM_WORKERS)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -29,7 +29,8 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
-from .distributed import world_size
+from ..errors import UserError
+from ..process import world_size
 
 ENSEMBLE_METHODS = ("sum", "max")
 RESULTS_FILE = "test_results.json"
@@ -38,7 +39,7 @@ CONFUSION_FILE = "confusion_matrix.png"
 MAX_ANNOTATED_CLASSES = 50  # above this the confusion matrix has no per-cell counts and no class-name ticks
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError, ValueError):
     """Inconsistent evaluation inputs (a video seen twice, wrong shapes, labels out of range); one-line message."""
 
 

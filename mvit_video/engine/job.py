@@ -2,8 +2,7 @@
 
 ``run_job(cfg, init_method, config_path)`` generates the toy dataset if the config asks for it and it is missing,
 runs ``preflight``, launches the processes (``distributed.launch``) and runs ``train`` / ``test`` in each as
-``TRAIN.ENABLE`` / ``TEST.ENABLE`` say. ``DEMO.ENABLE`` runs only the demo instead (as in PySlowFast), in this
-process, on ``TEST.CHECKPOINT_FILE_PATH`` or the latest checkpoint in ``OUTPUT_DIR``.
+``TRAIN.ENABLE`` / ``TEST.ENABLE`` say. (``DEMO.ENABLE`` is dispatched by ``tools/run_net.py`` to the demo.)
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from typing import Any
 from ..config import ConfigError
 from ..data.loader import check_split
 from ..models.pretrained import CheckpointError
-from .distributed import barrier, is_main_process, launch, torchrun_plan
-from .logging import setup_logging
-from .trainer import load_test_model, test, test_checkpoint, train
+from ..process import is_main_process, setup_logging
+from .distributed import barrier, launch, torchrun_plan
+from .trainer import load_test_model, test, train
 
 logger = logging.getLogger(__name__)
 
@@ -93,23 +92,12 @@ def _work(cfg, config_path: str | None, prepared: bool) -> dict[str, Any]:
     return results
 
 
-def run_demo_job(cfg) -> dict[str, Any]:
-    """The demo of ``DEMO.*`` on the test checkpoint (see ``mvit_video.inference.demo``)."""
-    from ..inference.demo import run_demo, settings_from_cfg
-
-    setup_logging()
-    return run_demo(cfg, settings_from_cfg(cfg, test_checkpoint(cfg)))
-
-
 def run_job(cfg, init_method: str | None = None, config_path: str | None = None) -> dict[str, Any] | None:
-    """Trains and/or tests as the config says, in one or many processes (see ``distributed.launch``); with
-    ``DEMO.ENABLE``, runs the demo only.
+    """Trains and/or tests as the config says, in one or many processes (see ``distributed.launch``).
 
     A process that starts the job itself checks everything before it spawns workers; under torchrun every process
     checks after joining the group (rank 0 generates the toy dataset while the others wait).
     """
-    if cfg.DEMO.ENABLE:
-        return {"demo": run_demo_job(cfg)}
     prepared = torchrun_plan(cfg) is None
     if prepared:
         prepare(cfg)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ..errors import UserError
 from ..config import ConfigError
 from ..data.loader import build_loader
 from ..data.mixup import Mixup, soft_target_cross_entropy
@@ -40,10 +41,10 @@ from ..models import build_model, load_pretrained
 from ..models.pretrained import check_complete
 from ..models.stats import count_flops, count_params
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
-from .distributed import (all_reduce_mean, barrier, is_dist, is_main_process, rank, share_cpu, unwrap_model,
-                          world_size)
+from ..process import is_dist, is_main_process, rank, world_size
+from .distributed import all_reduce_mean, barrier, share_cpu, unwrap_model
 from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, topk_ranked, write_results
-from .logging import CURVES_FILE, STATS_FILE, Meter, StatsLogger, memory_mb, plot_training_curves
+from .stats import CURVES_FILE, STATS_FILE, Meter, StatsLogger, memory_mb, plot_training_curves
 from .optim import LRSchedule, build_optimizer, set_lr
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ _DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 _MAY_BE_MISSING = ("rel_pos_t", "pos_embed_temporal")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite; the message names the last good checkpoint."""
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError
-from ..engine.distributed import cpu_cores
+from ..process import cpu_cores
 from .outputs import DemoOutputs, display_problem
 from .predictor import Prediction, Predictor, build_predictor
 from .sources import FrameReader, FrameSource, VideoFileSource, open_camera

@@ -25,12 +25,13 @@ from typing import Protocol, Self
 import av
 import numpy as np
 
+from ..errors import UserError
 from ..data.decode import VideoDecodeError, open_video
 
 _END = object()  # queued after the last frame
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """An input the demo cannot read (missing or unreadable video, camera not available); one line."""
 
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from .registry import create_model
 
 # our registry name -> torchvision builder with the same architecture
@@ -35,7 +36,7 @@ IMPLS = ("mvit_video", "torchvision")
 MODES = ("inference", "train")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(UserError, ValueError):
     """Arguments the benchmark cannot run with; the message is one line."""
 
 

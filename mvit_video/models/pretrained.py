@@ -12,6 +12,7 @@ import torch
 from iopath.common.file_io import g_pathmgr
 from torch import nn
 
+from ..errors import UserError
 from .adapt import adapt_state_dict
 from .convert import convert_to_slowfast
 
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 HEAD_KEYS = ("head.projection.weight", "head.projection.bias")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message is one line."""
 
 

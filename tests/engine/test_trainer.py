@@ -38,7 +38,7 @@ def test_run_logs_model_size_stats_file_curves_and_tensorboard(toy_data, tmp_pat
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from mvit_video.config import load_config
-    from mvit_video.engine.logging import read_stats
+    from mvit_video.engine.stats import read_stats
     from mvit_video.models import build_model
     from mvit_video.models.stats import count_flops, count_params
 
@@ -130,7 +130,7 @@ def test_sigkill_then_restart_continues_the_same_run(toy_data, tmp_path):
     import sys
     import time
 
-    from mvit_video.engine.logging import read_stats
+    from mvit_video.engine.stats import read_stats
     from tests.conftest import ROOT
     from tests.engine.runs import run_net_args
 

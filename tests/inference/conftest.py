@@ -14,7 +14,7 @@ from mvit_video.data.toy import make_toy_dataset
 from tests.conftest import ROOT, TINY_CLIP, TOY_CONFIG
 
 # fits 6 toy videos of 4 x 32 x 32 clips in 15 epochs (loss 1.8 -> 0.17, training error 0 from epoch 8): ~12 s.
-# One loader worker leaves one compute thread (engine.distributed.share_cpu): the first epochs took 5 s instead of
+# One loader worker leaves one compute thread (process.share_cpu): the first epochs took 5 s instead of
 # 0.2 s each with two threads on a busy 2-core machine.
 _FIT_OPTS = [
     *TINY_CLIP, "DATA.TRAIN_JITTER_SCALES", "[32, 36]", "SOLVER.MAX_EPOCH", "15", "SOLVER.WARMUP_EPOCHS", "1",

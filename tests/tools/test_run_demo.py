@@ -81,7 +81,7 @@ def _load_script():
 
 def one_error_line(capsys, monkeypatch, *args: str) -> str:
     """Runs demo/run_demo.py's main in this process the way its __main__ does; returns its one error line."""
-    monkeypatch.setattr("mvit_video.engine.logging.setup_logging", lambda: None)
+    monkeypatch.setattr("mvit_video.process.setup_logging", lambda: None)
     main = _load_script().main
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda: main(["--cfg", str(TOY_CONFIG), *args]))

@@ -11,27 +11,19 @@ import logging
 import math
 import os
 import resource
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 import simplejson
 import torch
 
-from .distributed import is_main_process
+from ..process import is_main_process
 
 logger = logging.getLogger(__name__)
 
 STATS_FILE = "json_stats.log"
 CURVES_FILE = "training_curves.png"
 _TB_SCALARS = ("loss", "lr", "grad_norm", "top1_err", "top5_err", "data_time", "net_time", "mem_mb")
-
-
-def setup_logging() -> None:
-    """Console logging of this process: INFO on the main process, warnings only on the others."""
-    level = logging.INFO if is_main_process() else logging.WARNING
-    logging.basicConfig(level=level, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S", stream=sys.stdout,
-                        force=True)  # fmt: skip
 
 
 def _rounded(stats: Mapping[str, Any]) -> dict[str, Any]:
