@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from mvit_video.models.benchmark import format_table, run_benchmark, write_json
+    from mvit_video.benchmarks.model import format_table, run_benchmark, write_json
 
     gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     doc = run_benchmark(

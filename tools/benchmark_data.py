@@ -56,7 +56,7 @@ def main() -> int:
     import torch
 
     if args.make_videos:
-        from mvit_video.data.benchmark import make_benchmark_videos
+        from mvit_video.benchmarks.data import make_benchmark_videos
 
         paths = make_benchmark_videos(args.make_videos, args.sources or _default_sources(), args.videos, gop=args.gop)
         print(f"wrote {len(paths)} videos and train.csv/test.csv to {args.make_videos}")
@@ -65,7 +65,7 @@ def main() -> int:
         raise FileNotFoundError("give --cfg (a config describing the dataset) or --make-videos DIR")
 
     from mvit_video.config import load_config
-    from mvit_video.data.benchmark import format_table, run_benchmark
+    from mvit_video.benchmarks.data import format_table, run_benchmark
 
     torch.set_num_threads(1)
     cfg = load_config(args.cfg, args.opts)

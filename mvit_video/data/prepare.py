@@ -28,6 +28,7 @@ import av
 from ..errors import UserError
 from .classnames import ClassNamesError, builtin_classnames_name, load_classnames
 from .decode import VideoDecodeError, probe_video
+from .encode import VideoWriter
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 SPLIT_NAMES = {
@@ -243,31 +244,24 @@ def reencode_video(src: str, dst: str, short_side: int = 320, gop: int = 30, crf
     """
     os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
     partial = f"{dst}.partial.mp4"
-    count = 0
-    with av.open(src) as source:
-        if not source.streams.video:
-            raise ValueError("no video stream")
-        stream_in = source.streams.video[0]
-        stream_in.thread_type = "AUTO"
-        rate = stream_in.average_rate or stream_in.guessed_rate or Fraction(30)
-        with av.open(partial, mode="w", format="mp4") as target:
-            options = {
-                "crf": str(crf),
-                "preset": "veryfast",
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
-            }
-            stream_out = target.add_stream("libx264", rate=rate, options=options)
-            stream_out.pix_fmt = "yuv420p"
-            stream_out.codec_context.gop_size = gop
+    writer = None
+    try:
+        with av.open(src) as source:
+            if not source.streams.video:
+                raise ValueError("no video stream")
+            stream_in = source.streams.video[0]
+            stream_in.thread_type = "AUTO"
+            rate = stream_in.average_rate or stream_in.guessed_rate or Fraction(30)
             for frame in source.decode(stream_in):
-                if count == 0:
-                    stream_out.height, stream_out.width = scaled_size(frame.height, frame.width, short_side)
-                out = frame.reformat(width=stream_out.width, height=stream_out.height, format="yuv420p")
-                out.pts, out.time_base = count, 1 / Fraction(rate)
-                target.mux(stream_out.encode(out))
-                count += 1
-            if count:
-                target.mux(stream_out.encode(None))
+                if writer is None:
+                    height, width = scaled_size(frame.height, frame.width, short_side)
+                    writer = VideoWriter(partial, rate, height, width, options={"crf": str(crf)}, deterministic=False,
+                                         gop=gop)
+                writer.write(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    count = writer.frames if writer is not None else 0
     if count == 0:
         if os.path.exists(partial):
             os.remove(partial)

@@ -27,13 +27,12 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 
 from ..errors import UserError
+from .encode import write_video
 
 TOY_CLASSES = (
     "moving left",
@@ -209,39 +208,6 @@ def render_frames(spec: ToyVideoSpec) -> Iterator[np.ndarray]:
         frame = background.copy()
         _draw_object(frame, spec, t)
         yield frame
-
-
-def write_video(
-    path: str | os.PathLike,
-    frames: Iterator[np.ndarray] | Sequence[np.ndarray],
-    fps: int,
-    codec: str = "libx264",
-    options: dict[str, str] | None = None,
-) -> int:
-    """Encodes RGB frames (H, W, 3) uint8 (H and W even) into a video file with PyAV; returns the frame count.
-
-    Args:
-        path: output file; the container follows its extension (.mp4, .mkv, .webm, ...).
-        frames: the pictures, all the same size.
-        fps: constant frame rate.
-        codec: encoder name, e.g. ``libx264`` (H.264) or ``libvpx-vp9`` (for .webm).
-        options: encoder options; defaults to ``crf=20, preset=veryfast`` for libx264.
-    """
-    if options is None:
-        options = {"crf": "20", "preset": "veryfast"} if codec == "libx264" else {}
-    count = 0
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps), options=options)
-        stream.pix_fmt = "yuv420p"
-        for rgb in frames:
-            if count == 0:
-                stream.height, stream.width = rgb.shape[:2]
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = count
-            container.mux(stream.encode(frame))
-            count += 1
-        container.mux(stream.encode(None))
-    return count
 
 
 def write_toy_video(spec: ToyVideoSpec, root: str | os.PathLike) -> int:

@@ -26,7 +26,7 @@ from torch import nn
 
 from .. import process
 from ..config import ConfigError
-from ..process import is_dist, is_main_process, rank, world_size
+from ..process import is_dist, world_size
 
 logger = logging.getLogger(__name__)
 

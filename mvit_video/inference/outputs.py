@@ -1,7 +1,7 @@
 """What the demo writes: the annotated video (H.264 via PyAV), the JSON timeline and an optional window.
 
-``VideoWriter`` keeps the source's frame rate and size; H.264 in yuv420p needs even sizes, so an odd height or
-width gets one more row or column (a copy of the last one). ``Timeline`` collects one segment per prediction
+The video is written by ``data.encode.VideoWriter`` at the source's frame rate and size (an odd height or width
+gets one more row or column). ``Timeline`` collects one segment per prediction
 (start/end time and frame, top-k labels with probabilities) and writes them as JSON when closed. ``Display`` shows
 frames in a matplotlib window; ``display_problem`` says why none can open (no display, a non-interactive backend).
 """
@@ -11,52 +11,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from fractions import Fraction
 from typing import Any
 
-import av
 import numpy as np
 
+from ..data.encode import VideoWriter
 from .overlay import Overlay
 from .predictor import Prediction
 
 _NON_INTERACTIVE = ("agg", "cairo", "pdf", "pgf", "ps", "svg", "template")
-
-
-class VideoWriter:
-    """Encodes RGB frames into an H.264 file (yuv420p) at a constant frame rate.
-
-    Args:
-        path: output file (.mp4, .mkv, .mov).
-        fps: frame rate (kept exactly for NTSC rates such as 30000/1001).
-        height, width: frame size; odd sides are padded by one pixel.
-        options: libx264 options.
-    """
-
-    def __init__(self, path: str, fps: float, height: int, width: int, options: dict[str, str] | None = None) -> None:
-        self.path, self.frames = path, 0
-        self._pad = (height % 2, width % 2)
-        self._container = av.open(path, mode="w")
-        rate = Fraction(fps).limit_denominator(1001)
-        self._stream = self._container.add_stream("libx264", rate=rate, options=options or {"crf": "20",
-                                                                                           "preset": "veryfast"})
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.height, self._stream.width = height + self._pad[0], width + self._pad[1]
-
-    def write(self, frame: np.ndarray) -> None:
-        if any(self._pad):
-            frame = np.pad(frame, ((0, self._pad[0]), (0, self._pad[1]), (0, 0)), mode="edge")
-        picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        picture.pts = self.frames
-        self._container.mux(self._stream.encode(picture))
-        self.frames += 1
-
-    def close(self) -> None:
-        """Flushes the encoder and finishes the file (idempotent)."""
-        if self._container is not None:
-            self._container.mux(self._stream.encode(None))
-            self._container.close()
-            self._container = None
 
 
 class Timeline:
@@ -150,7 +113,7 @@ class DemoOutputs:
     def __init__(self, video: str | None, timeline: str | None, display: bool, fps: float, height: int, width: int,
                  info: dict[str, Any], video_fps: float | None = None) -> None:  # fmt: skip
         self.timeline = Timeline(timeline, fps, info)
-        self.writer = VideoWriter(video, video_fps or fps, height, width) if video else None
+        self.writer = VideoWriter(video, video_fps or fps, height, width, deterministic=False) if video else None
         self.display = Display(str(info.get("input", "mvit_video demo"))) if display else None
         self.overlay = Overlay(height, width)
 

@@ -1,36 +1,12 @@
-"""Outputs: H.264 files at the source's rate with even sizes, the JSON timeline, display detection."""
+"""Outputs: the JSON timeline and display detection (the video writer: tests/data/test_encode.py)."""
 
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 
-import av
-import numpy as np
-import pytest
 
-from mvit_video.data import open_video
-from mvit_video.inference.outputs import Timeline, VideoWriter, display_problem
+from mvit_video.inference.outputs import Timeline, display_problem
 from mvit_video.inference.predictor import Prediction
-
-
-@pytest.mark.parametrize("fps", [30000 / 1001, 25.0, 12.5])
-def test_writer_keeps_rate_and_pads_odd_sizes_by_one_pixel(tmp_path, fps):
-    frames = [np.full((45, 63, 3), 10 * i, dtype=np.uint8) for i in range(7)]
-    frames[0][:, -1] = 250  # the last column is copied into the padding
-    writer = VideoWriter(str(tmp_path / "out.mp4"), fps, 45, 63)
-    for frame in frames:
-        writer.write(frame)
-    writer.close()
-    writer.close()
-    with av.open(str(tmp_path / "out.mp4")) as container:
-        stream = container.streams.video[0]
-        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
-        assert stream.average_rate == Fraction(fps).limit_denominator(1001)
-    with open_video(tmp_path / "out.mp4") as out:
-        decoded = out.get_frames(range(out.num_frames)).numpy().astype(int)
-    assert decoded.shape == (7, 46, 64, 3)
-    assert np.abs(decoded[3, :45, :63] - 30).max() <= 3 and decoded[0, :, -2:].mean() > 200
 
 
 def test_timeline_json_has_segments_in_seconds(tmp_path):

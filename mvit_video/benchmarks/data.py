@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -17,10 +16,12 @@ import av
 import numpy as np
 import torch
 
-from .kinetics import ClipDataset, ClipSampling, MultiViewDataset, frames_to_clip
-from .records import VideoRecord
-from .sampling import spatial_crop_offsets
-from .transforms import crop, normalize, short_side_resize
+from ..data.encode import write_video
+from ..data.kinetics import ClipDataset, ClipSampling, MultiViewDataset, frames_to_clip
+from ..data.records import VideoRecord
+from ..data.sampling import spatial_crop_offsets
+from ..data.transforms import crop, normalize, short_side_resize
+from .timing import seconds_per_call
 
 
 @dataclass
@@ -98,12 +99,13 @@ REPEAT = 3  # each measurement runs this many times; the fastest run is reported
 def _timed(name: str, backend: str, mode: str, workers: int, run: Callable[[random.Random], int],
            repeat: int = REPEAT) -> Measurement:  # fmt: skip
     """Times ``run(rng)`` (which returns the clips it produced) ``repeat`` times with the same seed; keeps the best."""
-    best, clips = math.inf, 0
-    for _ in range(repeat):
-        begin = time.perf_counter()
-        clips = run(random.Random(0))
-        best = min(best, time.perf_counter() - begin)
-    return Measurement(name, backend, mode, workers, clips, best)
+    clips = []
+
+    def once() -> None:
+        clips.append(run(random.Random(0)))
+
+    seconds = seconds_per_call(once, iters=1, repeat=repeat)
+    return Measurement(name, backend, mode, workers, clips[-1], seconds)
 
 
 def _pyslowfast_train_frames(record: VideoRecord, sampling: ClipSampling, rng) -> torch.Tensor:
@@ -205,7 +207,7 @@ def run_benchmark(cfg, backends: Sequence[str], workers: int, num_videos: int, b
         num_videos: videos per measurement.
         baseline: include PySlowFast's PyAV decoding path (measured once, it does not depend on the backend).
     """
-    from .loader import build_dataset, build_loader
+    from ..data.loader import build_dataset, build_loader
 
     rows = []
     for n, backend in enumerate(backends):
@@ -258,8 +260,6 @@ def make_benchmark_videos(
     """
     import os
 
-    from .toy import write_video
-
     os.makedirs(out_dir, exist_ok=True)
     pools = [_source_frames(s, size) for s in sources]
     length = int(seconds * fps)
@@ -269,7 +269,7 @@ def make_benchmark_videos(
         start = (n * 37) % len(pool)
         frames = [pool[(start + i) % len(pool)] for i in range(length)]
         path = os.path.join(out_dir, f"clip_{n:03d}.mp4")
-        write_video(path, frames, fps, options={"crf": "23", "preset": "veryfast", "g": str(gop), "bf": "2", "x264-params": "scenecut=0"})
+        write_video(path, frames, fps, options={"crf": "23", "bf": "2"}, gop=gop)
         paths.append(path)
     for split in ("train", "test"):
         with open(os.path.join(out_dir, f"{split}.csv"), "w") as f:

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from .registry import create_model
+from ..models.registry import create_model
+from .timing import seconds_per_call
 
 # our registry name -> torchvision builder with the same architecture
 TORCHVISION_TWINS = {"mvitv2_s_16x4": "mvit_v2_s", "mvitv1_b_16x4": "mvit_v1_b"}
@@ -71,7 +72,7 @@ def build_pair(model: str, attention: str = "auto", act_checkpoint: bool = False
     """(ours, torchvision's) with identical weights; ``act_checkpoint`` recomputes our blocks in backward."""
     import torchvision.models.video as tvv
 
-    from .pretrained import load_pretrained
+    from ..models.pretrained import load_pretrained
 
     torch.manual_seed(0)
     theirs = getattr(tvv, TORCHVISION_TWINS[model])()
@@ -86,14 +87,9 @@ def build_pair(model: str, attention: str = "auto", act_checkpoint: bool = False
 
 def model_gflops(model: str) -> float:
     """fvcore's multiply-adds of one clip, in G (as PySlowFast reports 'GFLOPs')."""
-    from .stats import count_flops
+    from ..models.stats import count_flops
 
     return count_flops(create_model(model, drop_path_rate=0.0)) / 1e9
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype = torch.bfloat16, size: int = 4096, iters: int = 10) -> float:
@@ -101,14 +97,7 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype = torch.bfloat16, siz
     size = size if device.type == "cuda" else 1024
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        a @ b
-    _sync(device)
-    return 2 * size**3 * iters / (time.perf_counter() - start) / 1e12
+    return 2 * size**3 / seconds_per_call(lambda: a @ b, iters, warmup=2) / 1e12
 
 
 class PeakRSS:
@@ -141,18 +130,6 @@ class PeakRSS:
         self._stop.set()
         self._thread.join()
         self.peak_mb = max(self.peak_mb, self._rss_mb())
-
-
-def _timed_steps(step, spec: BenchSpec, device: torch.device) -> float:
-    """Seconds per iteration of ``step`` after ``spec.warmup`` untimed ones."""
-    for _ in range(spec.warmup):
-        step()
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(spec.iters):
-        step()
-    _sync(device)
-    return (time.perf_counter() - start) / spec.iters
 
 
 def _step_fn(model: nn.Module, spec: BenchSpec, device: torch.device):
@@ -196,11 +173,11 @@ def measure(spec: BenchSpec) -> dict[str, Any]:
     step = _step_fn(model, spec, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        seconds = _timed_steps(step, spec, device)
+        seconds = seconds_per_call(step, spec.iters, spec.warmup)
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         with PeakRSS() as rss:
-            seconds = _timed_steps(step, spec, device)
+            seconds = seconds_per_call(step, spec.iters, spec.warmup)
         peak = rss.peak_mb
     return {"impl": spec.impl, "mode": spec.mode, "clips_per_s": spec.batch / seconds, "peak_mem_mb": peak}
 

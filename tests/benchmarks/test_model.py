@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from mvit_video.models.benchmark import BenchmarkError, PeakRSS, check_spec, format_table, run_benchmark
+from mvit_video.benchmarks.model import BenchmarkError, PeakRSS, check_spec, format_table, run_benchmark
 from tests.conftest import ROOT
 
 
