@@ -10,14 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from ..config import ConfigError
 from ..data.loader import check_split
+from ..models import build_model
 from ..models.pretrained import CheckpointError
 from ..process import is_main_process, setup_logging
 from .distributed import barrier, launch, torchrun_plan
-from .trainer import load_test_model, test, train
+from .checkpoint import has_checkpoint
+from .trainer import init_from_checkpoint, load_test_model, test, train
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +52,27 @@ def needed_splits(cfg) -> list[str]:
     return splits
 
 
+def _check_checkpoint(key: str, load: Callable[[], object]) -> None:
+    """Runs ``load``; a checkpoint it cannot use becomes one line that names the config key."""
+    try:
+        load()
+    except CheckpointError as e:
+        raise CheckpointError(f"{key}: {e}") from None
+
+
 def preflight(cfg) -> None:
-    """Everything that can be checked before work starts: OUTPUT_DIR, every split's index and files, and (when
-    training comes first) the test checkpoint. Raises a one-line user error."""
+    """Everything that can be checked before work starts: OUTPUT_DIR, every split's index and files, and the
+    checkpoints the run will load (read and fitted to the model: a file that is not a checkpoint, or one of
+    another architecture or class count, fails here). Raises a one-line user error."""
     check_output_dir(cfg.OUTPUT_DIR)
     for split in needed_splits(cfg):
         check_split(cfg, split)
-    if cfg.TRAIN.ENABLE and cfg.TEST.ENABLE and cfg.TEST.CHECKPOINT_FILE_PATH:
-        load_test_model(cfg, cfg.TEST.CHECKPOINT_FILE_PATH)
-    if cfg.TRAIN.CHECKPOINT_FILE_PATH and not os.path.exists(cfg.TRAIN.CHECKPOINT_FILE_PATH):
-        raise CheckpointError(f"TRAIN.CHECKPOINT_FILE_PATH={cfg.TRAIN.CHECKPOINT_FILE_PATH!r} does not exist")
+    initial = cfg.TRAIN.CHECKPOINT_FILE_PATH
+    if cfg.TRAIN.ENABLE and initial and not (cfg.TRAIN.AUTO_RESUME and has_checkpoint(cfg.OUTPUT_DIR)):
+        reinit = cfg.TRAIN.CHECKPOINT_REINIT_HEAD
+        _check_checkpoint("TRAIN.CHECKPOINT_FILE_PATH", lambda: init_from_checkpoint(build_model(cfg), initial, reinit))
+    if cfg.TEST.ENABLE and cfg.TEST.CHECKPOINT_FILE_PATH:
+        _check_checkpoint("TEST.CHECKPOINT_FILE_PATH", lambda: load_test_model(cfg, cfg.TEST.CHECKPOINT_FILE_PATH))
 
 
 def ensure_toy_dataset(cfg) -> None:

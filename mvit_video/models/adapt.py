@@ -51,23 +51,53 @@ def _square_side(n: int, key: str) -> int:
     return side
 
 
-def resize_pos_embed(key: str, value: torch.Tensor, target: torch.Size, patch_dims: tuple) -> torch.Tensor:
+def infer_grid(n: int, target: tuple, key: str = "pos_embed") -> tuple:
+    """The (T, H, W) grid a joint embedding of ``n`` positions was trained on, when nothing records it.
+
+    The likeliest reading first: the model's frame size with another clip length, then the model's clip length
+    with other (square) frames, then one square frame (an image checkpoint).
+
+    Raises:
+        ValueError: ``n`` fits none of these; pass the grid explicitly.
+    """
+    t, h, w = target
+    if n % (h * w) == 0:
+        return (n // (h * w), h, w)
+    side = math.isqrt(n // t) if n % t == 0 else 0
+    if side * side * t == n:
+        return (t, side, side)
+    side = math.isqrt(n)
+    if side * side == n:
+        return (1, side, side)
+    raise ValueError(f"{key}: cannot tell the (T, H, W) grid of {n} positions for a {t}x{h}x{w} model")
+
+
+def resize_pos_embed(
+    key: str, value: torch.Tensor, target: torch.Size, patch_dims: tuple, source_dims: tuple | None = None
+) -> torch.Tensor:
     """Interpolates an absolute position embedding to the model's token grid ``patch_dims`` = (T, H, W).
 
-    Spatial grids are assumed square; a joint embedding whose grid is a square is taken as one frame (T=1).
+    Args:
+        key: the tensor's name (``pos_embed``, ``pos_embed_spatial`` or ``pos_embed_temporal``).
+        value: the checkpoint's embedding, (1, N, C); a joint one may start with cls positions.
+        target: the model's shape of it.
+        patch_dims: the model's token grid.
+        source_dims: the checkpoint's token grid when known (from the config stored with it); otherwise a joint
+            grid is inferred (``infer_grid``) and a spatial one is taken as square.
     """
     t, h, w = patch_dims
     if key.endswith("pos_embed_temporal"):
         return _resize_grid(value, (value.shape[1],), (t,))
     if key.endswith("pos_embed_spatial"):
-        side = _square_side(value.shape[1], key)
-        return _resize_grid(value, (side, side), (h, w))
-    # joint embedding, maybe with a cls position first
-    n_cls = target[1] - t * h * w
+        n = value.shape[1]
+        old = tuple(source_dims[1:]) if source_dims and source_dims[1] * source_dims[2] == n else None
+        side = _square_side(n, key) if old is None else None
+        return _resize_grid(value, old or (side, side), (h, w))
+    n_cls = target[1] - t * h * w  # joint embedding, maybe with a cls position first
     cls_pos, pos = value[:, :n_cls], value[:, n_cls:]
     n = pos.shape[1]
-    side = math.isqrt(n)
-    old = (1, side, side) if side * side == n else (t, _square_side(n // t, key), _square_side(n // t, key))
+    fits = source_dims is not None and math.prod(source_dims) == n
+    old = tuple(source_dims) if fits else infer_grid(n, patch_dims, key)
     return torch.cat((cls_pos, _resize_grid(pos, old, (t, h, w))), dim=1)
 
 
@@ -76,10 +106,11 @@ def adapt_state_dict(
     model_state: Mapping[str, torch.Tensor],
     patch_dims: tuple,
     inflate: str = "average",
+    source_dims: tuple | None = None,
 ) -> tuple[dict, list[str]]:
     """Resizes tensors whose shapes differ from the model's where the meaning allows it.
 
-    Handles relative-position tables (linear), absolute position embeddings (interpolated on their grid), and
+    Handles relative-position tables (linear), absolute position embeddings (interpolated on their real grid), and
     2-D kernels of image checkpoints in a video model (inflated). Other mismatches are left for the caller.
 
     Args:
@@ -87,6 +118,7 @@ def adapt_state_dict(
         model_state: the model's state dict (for target shapes).
         patch_dims: the model's token grid (T, H, W) after patch embedding.
         inflate: how 2-D kernels become 3-D (see ``inflate_kernel``).
+        source_dims: the checkpoint's token grid (T, H, W) when known (see ``resize_pos_embed``).
 
     Returns:
         The new state dict and one human-readable note per changed tensor.
@@ -96,18 +128,18 @@ def adapt_state_dict(
         target = model_state.get(key)
         if target is None or target.shape == value.shape:
             continue
-        new = _adapt_one(key, value, target.shape, patch_dims, inflate)
+        new = _adapt_one(key, value, target.shape, patch_dims, inflate, source_dims)
         if new is not None and new.shape == target.shape:
             out[key] = new
             notes.append(f"{key}: {list(value.shape)} -> {list(new.shape)}")
     return out, notes
 
 
-def _adapt_one(key, value, target_shape, patch_dims, inflate):
+def _adapt_one(key, value, target_shape, patch_dims, inflate, source_dims):
     if "rel_pos_" in key and value.ndim == 2 and value.shape[1] == target_shape[1]:
         return resize_rel_pos(value, target_shape[0])
     if "pos_embed" in key and value.ndim == 3 and value.shape[2] == target_shape[2]:
-        return resize_pos_embed(key, value, target_shape, patch_dims)
+        return resize_pos_embed(key, value, target_shape, patch_dims, source_dims)
     is_2d_kernel = value.ndim == 4 or (value.ndim == 5 and value.shape[2] == 1)
     if key.endswith("weight") and len(target_shape) == 5 and is_2d_kernel:
         if tuple(value.shape[:2]) == tuple(target_shape[:2]) and tuple(value.shape[-2:]) == tuple(target_shape[-2:]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -75,19 +76,33 @@ def gather_rel_pos(rel_pos: torch.Tensor, q_size: int, k_size: int) -> torch.Ten
 
 
 _AXIS_EINSUM = ("bnthwc,tkc->bnthwk", "bnthwc,hkc->bnthwk", "bnthwc,wkc->bnthwk")
+RelPosTables = tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]
 
 
-def _grid_queries(q: torch.Tensor, q_thw: THW, has_cls: bool) -> torch.Tensor:
-    """The spatiotemporal queries on their grid: (B, heads, N, C) -> (B, heads, T, H, W, C), cls token dropped."""
+def _axis_terms(q: torch.Tensor, q_thw: THW, k_thw: THW, tables: RelPosTables, has_cls: bool) -> list:
+    """Per axis with a table (t, h, w order): each grid query's rel-pos term towards every key coordinate along
+    that axis, ``(axis, (B, heads, Nq_grid, k_size))``; the cls query (if any) is left out."""
     B, heads, _, C = q.shape
-    return q[:, :, int(has_cls) :].reshape(B, heads, *q_thw, C)
+    # (B, heads, N, C) -> (B, heads, T, H, W, C), cls token dropped
+    r_q = q[:, :, int(has_cls) :].reshape(B, heads, *q_thw, C)
+    terms = []
+    for axis, table in enumerate(tables):
+        if table is not None:
+            rel = gather_rel_pos(table, q_thw[axis], k_thw[axis])
+            terms.append((axis, torch.einsum(_AXIS_EINSUM[axis], r_q, rel).flatten(2, 4)))
+    return terms
 
 
-def _axis_terms(r_q: torch.Tensor, table: torch.Tensor, axis: int, k_thw: THW) -> torch.Tensor:
-    """Each grid query's rel-pos term towards every key coordinate along ``axis`` (0 = t, 1 = h, 2 = w):
-    (B, heads, T, H, W, k_size)."""
-    q_size, k_size = r_q.shape[2 + axis], k_thw[axis]
-    return torch.einsum(_AXIS_EINSUM[axis], r_q, gather_rel_pos(table, q_size, k_size))
+def rel_pos_query_terms(q: torch.Tensor, q_thw: THW, k_thw: THW, rel_pos_t: Optional[torch.Tensor],
+                        rel_pos_h: Optional[torch.Tensor], rel_pos_w: Optional[torch.Tensor],
+                        has_cls: bool) -> torch.Tensor:  # fmt: skip
+    """Every query's bias towards each key coordinate: (B, heads, Nq, kt + kh + kw) for the axes with tables.
+
+    The decomposed relative-position bias of query i and key j is the sum over axes of the term of i towards j's
+    coordinate on that axis: ``terms @ rel_pos_key_codes(...).T``. A cls query gets zeros.
+    """
+    terms = torch.cat([t for _, t in _axis_terms(q, q_thw, k_thw, (rel_pos_t, rel_pos_h, rel_pos_w), has_cls)], -1)
+    return F.pad(terms, (0, 0, 1, 0)) if has_cls else terms
 
 
 def decomposed_rel_pos_bias(
@@ -99,7 +114,8 @@ def decomposed_rel_pos_bias(
     rel_pos_w: Optional[torch.Tensor],
     has_cls: bool,
 ) -> torch.Tensor:
-    """The additive attention bias of decomposed relative positions along t, h and w.
+    """The additive attention bias of decomposed relative positions along t, h and w, built from the same
+    per-axis query terms as ``rel_pos_query_terms`` (each broadcast over the other two key axes).
 
     Args:
         q: pooled queries (B, heads, Nq, C), before scaling.
@@ -110,26 +126,31 @@ def decomposed_rel_pos_bias(
     Returns:
         A bias of shape (B, heads, Nq, Nk) to add to the attention logits.
     """
-    B, heads, _, C = q.shape
-    (qt, qh, qw), (kt, kh, kw) = q_thw, k_thw
-    r_q = _grid_queries(q, q_thw, has_cls)
-    bias = q.new_zeros(B, heads, qt, qh, qw, kt, kh, kw)
-    if rel_pos_h is not None:
-        bias = bias + _axis_terms(r_q, rel_pos_h, 1, k_thw)[..., None, :, None]
-    if rel_pos_w is not None:
-        bias = bias + _axis_terms(r_q, rel_pos_w, 2, k_thw)[..., None, None, :]
-    if rel_pos_t is not None:
-        bias = bias + _axis_terms(r_q, rel_pos_t, 0, k_thw)[..., :, None, None]
-    bias = bias.reshape(B, heads, qt * qh * qw, kt * kh * kw)
-    if has_cls:
-        bias = F.pad(bias, (1, 0, 1, 0))
-    return bias
+    B, heads = q.shape[:2]
+    bias = None
+    for axis, term in _axis_terms(q, q_thw, k_thw, (rel_pos_t, rel_pos_h, rel_pos_w), has_cls):
+        shape = [1, 1, 1]
+        shape[axis] = k_thw[axis]
+        # (B, heads, Nq, k_axis) -> (B, heads, Nq, kt | 1, kh | 1, kw | 1), broadcast over the other key axes
+        term = term.reshape(B, heads, term.shape[2], *shape)
+        bias = term if bias is None else bias + term
+    bias = bias.expand(*bias.shape[:3], *k_thw).flatten(3)
+    return F.pad(bias, (1, 0, 1, 0)) if has_cls else bias
 
 
-def _axis_codes(k_thw: THW, axes: tuple[bool, bool, bool]) -> list[torch.Tensor]:
-    """Per axis that has a table: the (Nk,) coordinate of every key along it."""
-    grid = torch.stack(torch.meshgrid(*(torch.arange(n) for n in k_thw), indexing="ij")).flatten(1)  # (3, Nk)
-    return [grid[i] for i in range(3) if axes[i]]
+def _build_key_codes(k_thw: THW, axes: tuple[bool, bool, bool], has_cls: bool, dtype: torch.dtype,
+                     device: torch.device) -> torch.Tensor:  # fmt: skip
+    grids = torch.meshgrid(*(torch.arange(n, device=device) for n in k_thw), indexing="ij")
+    codes = [F.one_hot(grids[i].flatten(), n) for i, n in enumerate(k_thw) if axes[i]]
+    codes = torch.cat(codes, dim=-1).to(dtype)
+    return F.pad(codes, (0, 0, 1, 0)) if has_cls else codes
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_key_codes(k_thw: THW, axes: tuple[bool, bool, bool], has_cls: bool, dtype: torch.dtype,
+                      device: torch.device) -> torch.Tensor:  # fmt: skip
+    with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable later with autograd too
+        return _build_key_codes(k_thw, axes, has_cls, dtype, device)
 
 
 def rel_pos_key_codes(
@@ -138,33 +159,12 @@ def rel_pos_key_codes(
     """One-hot key coordinates, (Nk, sum of the used axes' key sizes): along t, h, w (those in ``axes``).
 
     With ``rel_pos_query_terms``, ``terms @ codes.T`` is the decomposed relative-position bias; a cls key has
-    all-zero codes (no bias).
+    all-zero codes (no bias). Built on ``device`` once per grid, dtype and device (constants while compiling).
     """
-    sizes = [n for n, used in zip(k_thw, axes) if used]
-    codes = torch.cat([F.one_hot(c, n) for c, n in zip(_axis_codes(k_thw, axes), sizes)], dim=-1)
-    codes = codes.to(device=device, dtype=dtype)
-    return F.pad(codes, (0, 0, 1, 0)) if has_cls else codes
-
-
-def rel_pos_query_terms(
-    q: torch.Tensor,
-    q_thw: THW,
-    k_thw: THW,
-    rel_pos_t: Optional[torch.Tensor],
-    rel_pos_h: Optional[torch.Tensor],
-    rel_pos_w: Optional[torch.Tensor],
-    has_cls: bool,
-) -> torch.Tensor:
-    """Every query's bias towards each key coordinate: (B, heads, Nq, kt + kh + kw) for the axes with tables.
-
-    The same einsums as ``decomposed_rel_pos_bias`` without broadcasting them to all (query, key) pairs; a cls
-    query gets zeros.
-    """
-    r_q = _grid_queries(q, q_thw, has_cls)
-    tables = (rel_pos_t, rel_pos_h, rel_pos_w)
-    terms = [_axis_terms(r_q, t, axis, k_thw).flatten(2, 4) for axis, t in enumerate(tables) if t is not None]
-    out = torch.cat(terms, dim=-1)
-    return F.pad(out, (0, 0, 1, 0)) if has_cls else out
+    key = (tuple(k_thw), tuple(axes), has_cls, dtype, torch.device(device))
+    if torch.compiler.is_compiling():
+        return _build_key_codes(*key)
+    return _cached_key_codes(*key)
 
 
 def fused_attention(
@@ -174,7 +174,7 @@ def fused_attention(
     scale: float,
     q_thw: THW,
     k_thw: THW,
-    rel_pos: tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]],
+    rel_pos: RelPosTables,
     has_cls: bool,
     pad_multiple: int = 1,
 ) -> torch.Tensor:
@@ -264,6 +264,7 @@ class MultiScaleAttention(nn.Module):
         dim: int,
         dim_out: int,
         input_size: Sequence[int],
+        *,
         num_heads: int = 1,
         qkv_bias: bool = True,
         kernel_q: Sequence[int] = (),

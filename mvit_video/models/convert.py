@@ -363,3 +363,22 @@ def convert_to_slowfast(obj: Mapping[str, Any], source: str | None = None) -> tu
         raise ValueError(f"unknown checkpoint format {source!r}; choose one of {', '.join(FORMATS)}")
     state_dict, _ = unwrap_checkpoint(obj)
     return _CONVERTERS[source](state_dict), source
+
+
+def stored_patch_dims(obj: Any) -> tuple[int, int, int] | None:
+    """The token grid (T, H, W) a PySlowFast or mvit_video checkpoint was trained on, from the config YAML saved in
+    it (``"cfg"``: DATA.NUM_FRAMES, DATA.TRAIN_CROP_SIZE, MVIT.PATCH_STRIDE, MVIT.PATCH_2D); None without one."""
+    import yaml
+
+    text = obj.get("cfg") if isinstance(obj, Mapping) else None
+    if not isinstance(text, str):
+        return None
+    try:
+        cfg = yaml.safe_load(text)
+        data, mvit = cfg["DATA"], cfg["MVIT"]
+        frames, crop, stride = int(data["NUM_FRAMES"]), int(data["TRAIN_CROP_SIZE"]), list(mvit["PATCH_STRIDE"])
+        if mvit.get("PATCH_2D", False):
+            return (1, crop // int(stride[0]), crop // int(stride[1]))
+        return (frames // int(stride[0]), crop // int(stride[1]), crop // int(stride[2]))
+    except (yaml.YAMLError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError):
+        return None

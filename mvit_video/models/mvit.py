@@ -41,7 +41,9 @@ class MViTConfig:
         pool_mode: "conv", "avg" or "max".
         separate_qkv: separate q/k/v projections instead of one qkv.
         cls_embed: prepend a cls token (classify from it) instead of mean pooling the tokens.
-        use_mean_pooling: with a cls token, average the other tokens instead of reading the cls token.
+        use_mean_pooling: classify the mean of the tokens (cls token excluded) taken before the final norm, as
+            PySlowFast's ``MVIT.USE_MEAN_POOLING``; without it a model with a cls token reads the normalised cls
+            token and one without averages the normalised tokens.
         use_abs_pos: learned absolute position embedding.
         sep_pos_embed: absolute embedding factorised into space + time (+ cls), as MViTv1.
         rel_pos_spatial, rel_pos_temporal: decomposed relative positions (MViTv2).
@@ -199,12 +201,13 @@ class MultiScaleBlock(nn.Module):
         att_dim = spec.dim_out if cfg.dim_mul_in_att else spec.dim
         self.norm1 = nn.LayerNorm(spec.dim, eps=cfg.norm_eps)
         self.attn = MultiScaleAttention(
-            spec.dim, att_dim, spec.input_size, spec.num_heads, cfg.qkv_bias,
-            spec.kernel_q, spec.kernel_kv, spec.stride_q, spec.stride_kv, cfg.pool_mode, cfg.cls_embed,
-            cfg.rel_pos_spatial, cfg.rel_pos_temporal, cfg.rel_pos_zero_init, cfg.residual_pooling,
-            cfg.separate_qkv, cfg.drop_rate, cfg.norm_eps if cfg.pool_norm_eps is None else cfg.pool_norm_eps,
-            cfg.attention,
-        )  # fmt: skip
+            spec.dim, att_dim, spec.input_size, num_heads=spec.num_heads, qkv_bias=cfg.qkv_bias,
+            kernel_q=spec.kernel_q, kernel_kv=spec.kernel_kv, stride_q=spec.stride_q, stride_kv=spec.stride_kv,
+            mode=cfg.pool_mode, has_cls=cfg.cls_embed, rel_pos_spatial=cfg.rel_pos_spatial,
+            rel_pos_temporal=cfg.rel_pos_temporal, rel_pos_zero_init=cfg.rel_pos_zero_init,
+            residual_pooling=cfg.residual_pooling, separate_qkv=cfg.separate_qkv, drop_rate=cfg.drop_rate,
+            norm_eps=cfg.norm_eps if cfg.pool_norm_eps is None else cfg.pool_norm_eps, attention=cfg.attention,
+        )
         self.drop_path = DropPath(spec.drop_path) if spec.drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(att_dim, eps=cfg.norm_eps)
         self.mlp = Mlp(att_dim, int(att_dim * cfg.mlp_ratio), spec.dim_out, cfg.drop_rate)
@@ -264,13 +267,21 @@ class MViT(nn.Module):
         self.num_features = specs[-1].dim_out
         self.norm = nn.LayerNorm(self.num_features, eps=cfg.norm_eps)
         self.head = ClassificationHead(self.num_features, cfg.num_classes, cfg.head_dropout)
-        self.apply(_init_weights)
-        for param in (self.cls_token, self.pos_embed, self.pos_embed_spatial, self.pos_embed_temporal,
-                      self.pos_embed_class):  # fmt: skip
+        self._init_weights(cfg.head_init_scale)
+
+    def _init_weights(self, head_init_scale: float) -> None:
+        """PySlowFast's initialisation: trunc-normal (std 0.02) position embeddings and cls token, then every Linear
+        and Conv weight trunc-normal (std 0.02), Linear biases 0.02, LayerNorm weight 1 and bias 0.02 (conv biases
+        keep PyTorch's default), and the classifier scaled by ``head_init_scale``. Relative-position tables are
+        initialised by their attention layers (``rel_pos_zero_init``)."""
+        for param in (self.pos_embed, self.pos_embed_spatial, self.pos_embed_temporal, self.pos_embed_class,
+                      self.cls_token):  # fmt: skip
             if param is not None:
                 nn.init.trunc_normal_(param, std=0.02)
-        self.head.projection.weight.data.mul_(cfg.head_init_scale)
-        self.head.projection.bias.data.mul_(cfg.head_init_scale)
+        self.apply(_init_module)
+        with torch.no_grad():
+            self.head.projection.weight.mul_(head_init_scale)
+            self.head.projection.bias.mul_(head_init_scale)
 
     def _init_abs_pos(self, cfg: MViTConfig) -> None:
         self.pos_embed = self.pos_embed_spatial = self.pos_embed_temporal = self.pos_embed_class = None
@@ -334,10 +345,10 @@ class MViT(nn.Module):
                 x, thw = checkpoint(block, x, thw, use_reentrant=False)
             else:
                 x, thw = block(x, thw)
-        if self.cls_token is None:
+        if self.cfg.use_mean_pooling:  # PySlowFast: average the tokens (not the cls token), then normalise
+            return self.norm(x[:, int(self.cls_token is not None) :].mean(1))
+        if self.cls_token is None:  # PySlowFast's default without a cls token: normalise, then average
             return self.norm(x).mean(1)
-        if self.cfg.use_mean_pooling:
-            return self.norm(x[:, 1:].mean(1))
         return self.norm(x)[:, 0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -366,11 +377,11 @@ def _conv_out(size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
     return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, stride, padding))
 
 
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
+def _init_module(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv3d)):
         nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.constant_(module.bias, 0.02)
     elif isinstance(module, nn.LayerNorm):
+        nn.init.constant_(module.bias, 0.02)
         nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence, Union
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from ..errors import UserError
 from .adapt import adapt_state_dict
-from .convert import convert_to_slowfast
+from .convert import convert_to_slowfast, stored_patch_dims
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ class LoadReport:
         unexpected: checkpoint keys the model has no place for (ignored).
         adapted: tensors interpolated or inflated, one note each.
         head_reinitialized: the classifier was left at its initialisation (class-count mismatch).
+        model_changes: settings of the model (not its weights) changed so that outputs match the source library,
+            one note each (e.g. pytorchvideo's LayerNorm epsilon).
     """
 
     source_format: str
@@ -42,17 +45,64 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
     head_reinitialized: bool = False
+    model_changes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """One line: format, counts, and every change made to the model itself."""
         parts = [f"format={self.source_format}", f"missing={len(self.missing)}", f"unexpected={len(self.unexpected)}"]
         parts.append(f"adapted={len(self.adapted)}")
         if self.head_reinitialized:
             parts.append("head re-initialised")
+        parts += [f"model changed: {change}" for change in self.model_changes]
         return ", ".join(parts)
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_MAGIC = b"\x80"  # torch.save's legacy format: a pickle (protocol 2 or higher)
+_SAFETENSORS_EXT = ".safetensors"
+
+
+def _head(path: str, size: int = 64) -> bytes:
+    with g_pathmgr.open(path, "rb") as f:
+        return f.read(size)
+
+
+def _describe(head: bytes) -> str:
+    """What a file that is not a checkpoint looks like, for the error message."""
+    text = head.split(b"\n", 1)[0][:40]
+    if text and all(32 <= b < 127 or b == 9 for b in text):
+        return f"it starts with the text {text.decode()!r}"
+    return f"it starts with the bytes {head[:8].hex(' ')}"
+
+
+def _check_file(path: str) -> bytes:
+    """The first bytes of a file that could be a checkpoint; a one-line ``CheckpointError`` for one that cannot."""
+    if not g_pathmgr.exists(path):
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if g_pathmgr.isdir(path):
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the .pyth/.pt/.pth file in it")
+    head = _head(path)
+    if not head:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint; was it copied or written completely?")
+    return head
+
+
+def _load_safetensors(path: str) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:160]})") from None
 
 
 def read_checkpoint(path: Union[str, os.PathLike], trust_checkpoint: bool = False) -> Any:
     """Loads a checkpoint file onto the CPU without running code from it (weights-only unpickling).
+
+    Reads ``torch.save`` files (zip or legacy format) and ``.safetensors`` files. Anything else (a folder, an empty,
+    truncated or text file, another kind of pickle) is a one-line ``CheckpointError`` naming the file and what is
+    wrong with it.
 
     Args:
         path: a local path or an iopath URI.
@@ -60,20 +110,29 @@ def read_checkpoint(path: Union[str, os.PathLike], trust_checkpoint: bool = Fals
             from a source you trust.
     """
     path = os.fspath(path)
-    if not g_pathmgr.exists(path):
-        raise CheckpointError(f"checkpoint file not found: {path}")
+    head = _check_file(path)
+    if path.endswith(_SAFETENSORS_EXT):
+        return _load_safetensors(path)
+    if head.startswith(_ZIP_MAGIC):
+        with g_pathmgr.open(path, "rb") as f:
+            if not zipfile.is_zipfile(f):
+                raise CheckpointError(f"{path} is truncated (an incomplete zip archive): was it written completely?")
+    elif not head.startswith(_PICKLE_MAGIC):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_describe(head)}); give a file written by "
+                              "torch.save (.pyth/.pt/.pth) or a .safetensors file")  # fmt: skip
     with g_pathmgr.open(path, "rb") as f:
         try:
             return torch.load(f, map_location="cpu", weights_only=not trust_checkpoint)
         except pickle.UnpicklingError as e:
-            reason = str(e).strip().splitlines()[0][:200]
+            reason = (str(e).strip().splitlines() or ["refused"])[0][:120]
             raise CheckpointError(
-                f"{path}: weights-only loading refused this file ({reason}); it stores Python objects that "
-                "would run code when unpickled. If you trust its source, load it with trust_checkpoint=True "
-                "(CLI: --trust-checkpoint)"
+                f"{path}: weights-only loading refused this file ({reason}); it is not a torch checkpoint or it "
+                "stores Python objects that would run code when unpickled. If it is a checkpoint from a source you "
+                "trust, load it in Python with load_pretrained(model, path, trust_checkpoint=True)"
             ) from None
-        except (RuntimeError, EOFError) as e:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0][:200]})") from None
+        except (RuntimeError, EOFError, ValueError, IndexError, KeyError, TypeError, UnicodeDecodeError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
 
 
 def check_complete(report: LoadReport, origin: str, may_be_missing: Sequence[str] = ()) -> None:
@@ -161,14 +220,14 @@ def load_pretrained(
     except ValueError as e:
         raise CheckpointError(f"{origin}: {e}") from None
     model_state = model.state_dict()
-    state, notes = adapt_state_dict(state, model_state, tuple(model.patch_dims), inflate)
+    state, notes = adapt_state_dict(state, model_state, tuple(model.patch_dims), inflate, stored_patch_dims(obj))
     report = LoadReport(fmt, adapted=notes)
     _check_shapes({k: v for k, v in state.items() if k not in HEAD_KEYS}, model_state, origin)
     report.head_reinitialized = _split_head(state, model_state, num_classes_mismatch, origin)
     _check_shapes(state, model_state, origin)
     if inflate == "centre":
         report.adapted += _zero_missing_temporal(state, model_state)
-    report.adapted += _match_source_numerics(model, fmt)
+    report.model_changes = _match_source_numerics(model, fmt)
     result = model.load_state_dict(state, strict=False)
     report.missing = [k for k in result.missing_keys if not (report.head_reinitialized and k in HEAD_KEYS)]
     report.unexpected = list(result.unexpected_keys)
@@ -187,13 +246,14 @@ def _match_source_numerics(model: nn.Module, fmt: str) -> list[str]:
     eps = _SOURCE_POOL_NORM_EPS.get(fmt)
     if eps is None or getattr(model, "cfg", None) is None or model.cfg.pool_norm_eps == eps:
         return []
+    old = model.cfg.norm_eps if model.cfg.pool_norm_eps is None else model.cfg.pool_norm_eps
     for module in model.modules():
         for name in ("norm_q", "norm_k", "norm_v"):
             norm = getattr(module, name, None)
             if isinstance(norm, nn.LayerNorm):
                 norm.eps = eps
     model.cfg = model.cfg.replace(pool_norm_eps=eps)
-    return [f"pooling LayerNorm eps set to {eps:g}, as in {fmt}"]
+    return [f"pooling LayerNorm eps {old:g} -> {eps:g}, as {fmt} computes"]
 
 
 def _zero_missing_temporal(state: dict, model_state: Mapping) -> list[str]:

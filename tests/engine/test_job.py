@@ -102,3 +102,12 @@ def test_test_checkpoint_mismatch_fails_before_training(toy_data, tmp_path):
 def test_missing_checkpoint_file(toy_data, tmp_path, key):
     result = run_net(toy_data, tmp_path, key, str(tmp_path / "missing.pyth"))
     assert "missing.pyth" in one_error_line(result) and not started(result)
+
+
+@pytest.mark.parametrize("key", ["TRAIN.CHECKPOINT_FILE_PATH", "TEST.CHECKPOINT_FILE_PATH"])
+def test_a_file_that_is_not_a_checkpoint_is_one_line(toy_data, tmp_path, key):
+    """A CSV given as a checkpoint (it used to end in an IndexError traceback from torch's unpickler)."""
+    result = run_net(toy_data, tmp_path / "out", key, str(toy_data / "train.csv"))
+    line = one_error_line(result)
+    assert line.startswith(f"error: {key}: {toy_data / 'train.csv'} is not a PyTorch checkpoint (it starts with")
+    assert not started(result)

@@ -267,7 +267,6 @@ def assert_same_logits(ours: nn.Module, theirs: nn.Module, converted: dict, x: t
 
 @pytest.mark.parametrize(("name", "variant"), [("mvit_v2_s", "mvitv2_s_16x4"), ("mvit_v1_b", "mvitv1_b_16x4")])
 def test_torchvision_logits_match_ours(name, variant):
-    pytest.importorskip("mvit_video.models.mvit")
     from mvit_video.models import create_model
 
     theirs = randomize_(torchvision_mvit(name), seed=1).double().eval()
@@ -277,7 +276,6 @@ def test_torchvision_logits_match_ours(name, variant):
 
 
 def test_timm_tiny_logits_match_ours():
-    pytest.importorskip("mvit_video.models.mvit")
     from mvit_video.models import create_model
 
     theirs = randomize_(timm_mvit("mvitv2_tiny"), seed=3).double().eval()
@@ -292,7 +290,6 @@ def test_pytorchvideo_logits_match_ours():
     pytorchvideo builds the pooling norms (norm_q/k/v) with LayerNorm's default eps=1e-5 where PySlowFast uses 1e-6;
     load_pretrained sets that epsilon when the weights come from pytorchvideo, so the outputs match it exactly.
     """
-    pytest.importorskip("mvit_video.models.mvit")
     from mvit_video.models import create_model, load_pretrained
 
     theirs = randomize_(pytorchvideo_mvit_b_16x4(spatial_size=112, temporal_size=8), seed=5).double().eval()
@@ -300,8 +297,34 @@ def test_pytorchvideo_logits_match_ours():
     ours = create_model("mvitv1_b_16x4", num_classes=400, input_size=(8, 112, 112)).double().eval()
     report = load_pretrained(ours, theirs.state_dict())
     assert report.source_format == "pytorchvideo" and report.missing == [] and report.unexpected == []
-    assert "pooling LayerNorm eps set to 1e-05, as in pytorchvideo" in report.adapted
+    assert report.model_changes == ["pooling LayerNorm eps 1e-06 -> 1e-05, as pytorchvideo computes"]
+    assert "model changed: pooling LayerNorm eps 1e-06 -> 1e-05" in report.summary()
     assert ours.cfg.pool_norm_eps == 1e-5 and ours.blocks[3].attn.norm_k.eps == 1e-5
     with torch.no_grad():
         err = rel_l2(ours(x), theirs(x))
     assert err < 1e-6, f"relative L2 error {err:.3e}"
+
+
+@pytest.mark.parametrize("mode", ["avg", "max", "conv"])
+def test_pooling_modes_match_pytorchvideo(mode):
+    """Q/K/V pooled by average, max (no pooling norm) or convolution: a small MViTv1 equals pytorchvideo's model with
+    the same pooling mode and the same (random) weights."""
+    from mvit_video.models import MViT, load_pretrained
+    from tests.models.test_mvit import tiny_v1
+
+    vt = pytest.importorskip("pytorchvideo.models.vision_transformers")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        theirs = vt.create_multiscale_vision_transformers(
+            spatial_size=32, temporal_size=8, depth=3, patch_embed_dim=16, embed_dim_mul=[[1, 2.0]],
+            atten_head_mul=[[1, 2.0]], pool_q_stride_size=[[1, 1, 2, 2]], pool_kv_stride_adaptive=[1, 4, 4],
+            pool_kvq_kernel=[3, 3, 3], pooling_mode=mode, head_num_classes=5,
+        )  # fmt: skip
+    theirs = randomize_(theirs, seed=11).double().eval()
+    ours = MViT(tiny_v1(input_size=(8, 32, 32), pool_mode=mode)).double().eval()
+    report = load_pretrained(ours, theirs.state_dict())
+    assert report.missing == [] and report.unexpected == []
+    x = torch.randn(2, 3, 8, 32, 32, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    with torch.no_grad():
+        err = rel_l2(ours(x), theirs(x))
+    assert err < 1e-10, f"relative L2 error {err:.3e}"

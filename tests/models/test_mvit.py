@@ -181,12 +181,107 @@ def test_stochastic_depth_and_layer_scale():
     torch.testing.assert_close(model(x), model(x))
 
 
-def test_mean_pooling_and_pool_modes():
-    x = torch.randn(1, 3, 8, 32, 32)  # avg/max pooling need at least kernel-size frames (T=4 tokens)
-    for changes in ({"use_mean_pooling": True}, {"pool_mode": "avg"}, {"pool_mode": "max"}, {"separate_qkv": True}):
-        model = MViT(tiny_v2(**changes)).eval()
-        assert torch.isfinite(model(x)).all(), changes
-    assert MViT(tiny_v2(pool_mode="max")).blocks[1].attn.norm_q is None
+def _final_tokens_and_logits(model: MViT, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens the last block outputs (before the final norm) and the model's logits."""
+    seen = {}
+    handle = model.blocks[-1].register_forward_hook(lambda module, inputs, output: seen.update(tokens=output[0]))
+    with torch.no_grad():
+        logits = model(x)
+    handle.remove()
+    return seen["tokens"], logits
+
+
+@pytest.mark.parametrize("cls_embed", [True, False])
+@pytest.mark.parametrize("mean_pooling", [True, False])
+def test_classifier_input_follows_pyslowfast(cls_embed, mean_pooling):
+    """PySlowFast's MViT.forward: USE_MEAN_POOLING averages the tokens (cls token dropped) and then normalises;
+    otherwise the normalised cls token, or without one the mean of the normalised tokens."""
+    torch.manual_seed(0)
+    model = MViT(tiny_v2(cls_embed=cls_embed, use_mean_pooling=mean_pooling)).double().eval()
+    with torch.no_grad():
+        model.norm.weight.uniform_(0.5, 1.5)
+        model.norm.bias.normal_()
+    x = torch.randn(2, 3, 4, 32, 32, dtype=torch.float64)
+    tokens, logits = _final_tokens_and_logits(model, x)
+
+    def norm(t):
+        return torch.nn.functional.layer_norm(t, t.shape[-1:], model.norm.weight, model.norm.bias, model.norm.eps)
+
+    grid = tokens[:, int(cls_embed) :]
+    if mean_pooling:
+        features = norm(grid.mean(1))
+    else:
+        features = norm(tokens)[:, 0] if cls_embed else norm(tokens).mean(1)
+    expected = features @ model.head.projection.weight.T + model.head.projection.bias
+    torch.testing.assert_close(logits, expected, rtol=1e-12, atol=1e-12)
+    if mean_pooling:  # normalising first gives other logits: the test tells the two orders apart
+        other = norm(grid).mean(1) @ model.head.projection.weight.T + model.head.projection.bias
+        assert (other - logits).abs().max() > 1e-3
+
+
+def _trunc_normal_like(t: torch.Tensor, std: float) -> bool:
+    """Sample mean and std of ``t`` agree with N(0, std) (within 25% for the std, 4 standard errors for the mean)."""
+    return abs(t.std().item() - std) < 0.25 * std and abs(t.mean().item()) < 4 * std / t.numel() ** 0.5
+
+
+@pytest.mark.parametrize("zero_rel_pos", [False, True])
+def test_initialisation_follows_pyslowfast(zero_rel_pos):
+    """PySlowFast's MViT._init_weights, re-derived per module: Linear and Conv weights trunc_normal(std 0.02),
+    Linear biases 0.02, LayerNorm weight 1 and bias 0.02, conv biases at PyTorch's default, trunc_normal cls and
+    position embeddings, rel-pos tables per REL_POS_ZERO_INIT, the classifier scaled by HEAD_INIT_SCALE."""
+    torch.manual_seed(0)
+    cfg = tiny_v2(embed_dim=32, use_abs_pos=True, rel_pos_zero_init=zero_rel_pos, head_init_scale=0.5,
+                  num_classes=200)  # fmt: skip
+    model = MViT(cfg)
+    for name, module in model.named_modules():
+        scale = 0.5 if name == "head.projection" else 1.0
+        if isinstance(module, torch.nn.Linear):
+            assert _trunc_normal_like(module.weight, 0.02 * scale), name
+            assert torch.equal(module.bias, torch.full_like(module.bias, 0.02 * scale)), name
+        elif isinstance(module, (torch.nn.Conv3d, torch.nn.Conv2d)):
+            assert _trunc_normal_like(module.weight, 0.02), name
+            if module.bias is not None:  # PyTorch's default: uniform within 1 / sqrt(fan_in)
+                bound = 1 / (module.weight[0].numel() ** 0.5)
+                assert module.bias.abs().max() <= bound and module.bias.std() > 0.2 * bound, name
+        elif isinstance(module, torch.nn.LayerNorm):
+            assert torch.equal(module.weight, torch.ones_like(module.weight)), name
+            assert torch.equal(module.bias, torch.full_like(module.bias, 0.02)), name
+    assert _trunc_normal_like(model.cls_token, 0.02) and _trunc_normal_like(model.pos_embed, 0.02)
+    for block in model.blocks:
+        for table in (block.attn.rel_pos_t, block.attn.rel_pos_h, block.attn.rel_pos_w):
+            assert torch.equal(table, torch.zeros_like(table)) if zero_rel_pos else _trunc_normal_like(table, 0.02)
+
+
+def test_rel_pos_key_codes_are_built_once_per_grid_and_device():
+    from mvit_video.models.attention import rel_pos_key_codes
+
+    with torch.inference_mode():
+        codes = rel_pos_key_codes((2, 3, 4), (True, True, True), True, torch.float32, torch.device("cpu"))
+    again = rel_pos_key_codes((2, 3, 4), (True, True, True), True, torch.float32, torch.device("cpu"))
+    assert again is codes and not codes.is_inference()  # made under inference_mode, usable with autograd later
+    t, h, w = torch.meshgrid(torch.arange(2), torch.arange(3), torch.arange(4), indexing="ij")
+    expected = torch.zeros(1 + 24, 2 + 3 + 4)
+    for j, (a, b, c) in enumerate(zip(t.flatten(), h.flatten(), w.flatten())):
+        expected[1 + j, a], expected[1 + j, 2 + b], expected[1 + j, 5 + c] = 1, 1, 1
+    assert torch.equal(codes, expected)
+    assert rel_pos_key_codes((2, 3, 4), (False, True, True), False, torch.float64, "cpu").shape == (24, 7)
+
+
+def test_separate_qkv_equals_the_fused_projection():
+    """MVIT.SEPARATE_QKV: three q, k, v linears holding the rows of the fused qkv linear compute the same model."""
+    torch.manual_seed(0)
+    fused = MViT(tiny_v2()).double().eval()
+    separate = MViT(tiny_v2(separate_qkv=True)).double().eval()
+    state = {}
+    for key, value in fused.state_dict().items():
+        if ".attn.qkv." in key:
+            for name, part in zip("qkv", value.chunk(3, dim=0)):
+                state[key.replace(".qkv.", f".{name}.")] = part
+        else:
+            state[key] = value
+    separate.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 4, 32, 32, dtype=torch.float64)
+    torch.testing.assert_close(separate(x), fused(x), rtol=1e-12, atol=1e-12)
 
 
 def test_no_weight_decay_names():

@@ -55,13 +55,44 @@ def test_weights_only_refuses_pickled_objects_with_one_clear_line(tmp_path):
     assert report.missing == []
 
 
-def test_missing_and_unreadable_files(tmp_path):
-    with pytest.raises(CheckpointError, match="not found"):
-        load_pretrained(MViT(tiny_v2()), tmp_path / "nope.pyth")
-    bad = tmp_path / "truncated.pyth"
-    bad.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(CheckpointError, match="truncated.pyth"):
-        load_pretrained(MViT(tiny_v2()), bad)
+def _not_checkpoints(tmp_path) -> dict:
+    """Files users pass by mistake, each with a phrase the one-line error must contain."""
+    good = tmp_path / "good.pyth"
+    torch.save({"model_state": MViT(tiny_v2()).state_dict()}, good)
+    data = good.read_bytes()
+    files = {
+        "train.csv": (b"videos/a.mp4 0\nvideos/b.mp4 1\n", "starts with the text 'videos/a.mp4 0'"),
+        "empty.pyth": (b"", "empty (0 bytes)"),
+        "half.pyth": (data[: len(data) // 2], "truncated"),
+        "noise.bin": (bytes(range(256)) * 4, "not a PyTorch checkpoint"),
+    }
+    for name, (content, _) in files.items():
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "a_folder").mkdir()
+    cases = {tmp_path / name: phrase for name, (_, phrase) in files.items()}
+    cases[tmp_path / "a_folder"] = "is a folder"
+    cases[tmp_path / "nope.pyth"] = "not found"
+    return cases
+
+
+def test_files_that_are_not_checkpoints_are_one_line(tmp_path):
+    for path, phrase in _not_checkpoints(tmp_path).items():
+        with pytest.raises(CheckpointError) as info:
+            load_pretrained(MViT(tiny_v2()), path)
+        message = str(info.value)
+        assert str(path) in message and phrase in message and "\n" not in message, message
+
+
+def test_safetensors_files_load(tmp_path):
+    from safetensors.torch import save_file
+
+    source = MViT(tiny_v2())
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    target = MViT(tiny_v2())
+    report = load_pretrained(target, path)
+    assert report.missing == [] and report.unexpected == []
+    assert torch.equal(target.blocks[1].attn.qkv.weight, source.blocks[1].attn.qkv.weight)
 
 
 def test_class_count_mismatch_errors_or_reinitialises():
@@ -116,6 +147,70 @@ def test_absolute_position_embeddings_interpolated():
     torch.testing.assert_close(target.pos_embed_spatial, torch.full((1, 144, 16), 0.3))
     # 2 -> 4 time steps, linear with half-pixel centres: 1, 1.5, 2.5, 3
     torch.testing.assert_close(target.pos_embed_temporal[0, :, 0], torch.tensor([1.0, 1.5, 2.5, 3.0]))
+
+
+def _joint_pos_model(frames: int, size: int, cls_embed: bool = True) -> MViT:
+    return MViT(tiny_v2(input_size=(frames, size, size), use_abs_pos=True, rel_pos_spatial=False,
+                        rel_pos_temporal=False, cls_embed=cls_embed))  # fmt: skip
+
+
+def _per_frame_means(model: MViT) -> list[float]:
+    t, h, w = model.patch_dims
+    grid = model.pos_embed[0, int(model.cls_token is not None) :].reshape(t, h * w, -1)
+    return grid.mean(dim=(1, 2)).tolist()
+
+
+def test_joint_position_embedding_resized_on_its_real_grid():
+    """A (4, 2, 2) joint embedding (16 positions: a perfect square) whose value is the frame index, into a model
+    with (4, 3, 3) tokens: each frame keeps its index (it is not taken for a 4x4 image)."""
+    source = _joint_pos_model(8, 8)  # tokens (4, 2, 2)
+    with torch.no_grad():
+        source.pos_embed[0, 1:] = torch.arange(4.0).repeat_interleave(4)[:, None]
+    target = _joint_pos_model(8, 12)  # tokens (4, 3, 3)
+    report = load_pretrained(target, source.state_dict())
+    assert "pos_embed: [1, 17, 16] -> [1, 37, 16]" in report.adapted
+    assert _per_frame_means(target) == pytest.approx([0.0, 1.0, 2.0, 3.0], abs=1e-6)
+
+
+def test_joint_position_embedding_grid_read_from_the_checkpoint_config():
+    """The same 16 positions saved by an image model (1 x 4 x 4 grid, recorded in the checkpoint's config) are
+    one frame: every frame of the video model gets the same embedding."""
+    from mvit_video.config import get_cfg
+
+    image = MViT(tiny_v2(input_size=(1, 16, 16), patch_2d=True, patch_kernel=(7, 7), patch_stride=(4, 4),
+                         patch_padding=(3, 3), pool_kvq_kernel=(1, 3, 3), use_abs_pos=True, rel_pos_spatial=False,
+                         rel_pos_temporal=False))  # fmt: skip
+    with torch.no_grad():
+        image.pos_embed[0, 1:] = torch.arange(16.0)[:, None]
+    cfg = get_cfg()
+    cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE = 1, 16
+    cfg.MVIT.PATCH_2D, cfg.MVIT.PATCH_STRIDE = True, [4, 4]
+    target = _joint_pos_model(8, 12)  # tokens (4, 3, 3)
+    load_pretrained(target, {"model_state": image.state_dict(), "cfg": cfg.dump(), "epoch": 1})
+    means = _per_frame_means(target)
+    assert means == pytest.approx([means[0]] * 4, abs=1e-6) and means[0] == pytest.approx(7.5, abs=0.5)
+
+
+def test_infer_grid_prefers_the_models_frames_then_its_clip_length():
+    from mvit_video.models.adapt import infer_grid
+
+    assert infer_grid(8 * 56 * 56, (16, 56, 56)) == (8, 56, 56)  # a 16-frame checkpoint in a 32-frame model
+    assert infer_grid(4 * 2 * 2, (4, 3, 3)) == (4, 2, 2)
+    assert infer_grid(14 * 14, (8, 16, 16)) == (1, 14, 14)  # an image checkpoint
+    with pytest.raises(ValueError, match="cannot tell"):
+        infer_grid(7 * 5, (4, 3, 3))
+
+
+def test_pytorchvideo_numerics_are_reported_in_the_load_line(caplog):
+    """Loading pytorchvideo weights changes the model's pooling-norm epsilon: the report and the log say so."""
+    from tests.models.test_convert import pytorchvideo_mvit_b_16x4
+
+    theirs = pytorchvideo_mvit_b_16x4(spatial_size=32, temporal_size=4)
+    ours = create_model("mvitv1_b_16x4", input_size=(4, 32, 32))
+    with caplog.at_level("INFO", logger="mvit_video.models.pretrained"):
+        report = load_pretrained(ours, theirs.state_dict())
+    assert report.model_changes == ["pooling LayerNorm eps 1e-06 -> 1e-05, as pytorchvideo computes"]
+    assert any("model changed: pooling LayerNorm eps 1e-06 -> 1e-05" in r.getMessage() for r in caplog.records)
 
 
 def _image_and_video_pair():

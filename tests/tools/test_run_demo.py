@@ -97,7 +97,7 @@ def garbage_video(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("case", ["missing file", "garbage", "camera", "architecture", "classes"])
+@pytest.mark.parametrize("case", ["missing file", "garbage", "camera", "architecture", "classes", "csv checkpoint"])
 def test_user_mistakes_are_one_line_before_any_output(tmp_path, tiny_checkpoint, garbage_video, capsys, monkeypatch,
                                                       case):  # fmt: skip
     if case == "camera" and os.path.exists("/dev/video97"):
@@ -106,7 +106,10 @@ def test_user_mistakes_are_one_line_before_any_output(tmp_path, tiny_checkpoint,
     inputs = {"missing file": str(tmp_path / "nowhere.mp4"), "garbage": str(garbage_video), "camera": "97"}
     opts = {"architecture": ["MVIT.EMBED_DIM", "48"], "classes": ["MODEL.NUM_CLASSES", "400"]}.get(case, [])
     out = tmp_path / "out.mp4"
-    line = one_error_line(capsys, monkeypatch, "--checkpoint", str(tiny_checkpoint), "--input",
+    csv = tmp_path / "train.csv"
+    csv.write_text("videos/a.mp4 0\n")
+    checkpoint = csv if case == "csv checkpoint" else tiny_checkpoint
+    line = one_error_line(capsys, monkeypatch, "--checkpoint", str(checkpoint), "--input",
                           inputs.get(case, video), "--output", str(out), *TINY_CLIP, *opts)  # fmt: skip
     expected = {
         "missing file": f"error: input video {tmp_path / 'nowhere.mp4'}: missing file; give a readable video",
@@ -114,6 +117,7 @@ def test_user_mistakes_are_one_line_before_any_output(tmp_path, tiny_checkpoint,
         "camera": "error: camera 97 is not available: /dev/video97 does not exist",
         "architecture": f"error: {tiny_checkpoint} does not fit this model",
         "classes": f"error: {tiny_checkpoint}: the checkpoint classifies 6 classes, the model 400",
+        "csv checkpoint": f"error: {csv} is not a PyTorch checkpoint (it starts with the text 'videos/a.mp4 0')",
     }[case]
     assert line.startswith(expected), line
     assert not out.exists() and not (tmp_path / "out.json").exists()
