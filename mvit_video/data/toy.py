@@ -49,6 +49,10 @@ DEFAULT_FPS = (15, 24, 25, 30)
 # inclusive range; 40 frames cover the toy config's clip span (8 frames x stride 2 at 15 fps = 32 frames at 30 fps)
 DEFAULT_NUM_FRAMES = (40, 72)
 DEFAULT_NUM_PER_CLASS = 100  # training videos per class: 600 in all, generated in about 20 s
+# Bumped whenever rendering or encoding changes what a seed produces; recorded in toy_meta.json, so a folder written
+# by another version is regenerated rather than reused (3: deterministic x264, byte-identical videos per seed).
+GENERATOR_VERSION = 3
+META_FILE = "toy_meta.json"
 SHAPES = ("disc", "square", "triangle")
 
 # (vy, vx) unit directions of the translating classes, in picture coordinates (y points down)
@@ -282,8 +286,9 @@ def _write_index_files(out_dir: Path, plan: dict[str, list[ToyVideoSpec]], seed:
         csvs[split] = str(out_dir / f"{split}.csv")
         Path(csvs[split]).write_text("".join(f"{s.path} {s.label}\n" for s in specs))
     (out_dir / "classnames.txt").write_text("".join(f"{name}\n" for name in TOY_CLASSES))
-    meta = {"seed": seed, "classes": list(TOY_CLASSES), "videos": {k: [asdict(s) for s in v] for k, v in plan.items()}}
-    (out_dir / "toy_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    meta = {"generator": GENERATOR_VERSION, "seed": seed, "classes": list(TOY_CLASSES),
+            "videos": {k: [asdict(s) for s in v] for k, v in plan.items()}}  # fmt: skip
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     return csvs
 
 
@@ -304,7 +309,7 @@ def make_toy_dataset(
     Args:
         out_dir: dataset folder (created); CSV paths are relative to it.
         num_per_class: training videos per class.
-        seed: the same seed gives the same video parameters (``toy_meta.json``).
+        seed: the same seed gives the same videos, byte for byte (parameters in ``toy_meta.json``).
         val_per_class, test_per_class: videos per class of the other splits; default
             ``max(1, (num_per_class + 2) // 3)``.
         sizes: (height, width) choices, even; fps_choices: frame-rate choices; num_frames: (min, max) frame count.
@@ -331,11 +336,26 @@ def make_toy_dataset(
         "counts": {split: len(plan[split]) for split in SPLITS},
         "csv": csvs,
         "classnames": str(out / "classnames.txt"),
-        "meta": str(out / "toy_meta.json"),
+        "meta": str(out / META_FILE),
         "num_videos": len(specs),
         "num_frames": sum(frame_counts),
         "seconds": round(time.perf_counter() - start, 2),
     }
+
+
+def stale_reason(out_dir: str | os.PathLike) -> str | None:
+    """Why the toy dataset in ``out_dir`` cannot be reused as it is (missing, or written by another generator
+    version), or None when it is current."""
+    out = Path(out_dir)
+    if not (out / "train.csv").exists():
+        return "train.csv not found"
+    try:
+        version = json.loads((out / META_FILE).read_text()).get("generator")
+    except (OSError, ValueError, AttributeError):
+        return f"{META_FILE} is missing or unreadable"
+    if version != GENERATOR_VERSION:
+        return f"it was written by toy generator version {version}, this is version {GENERATOR_VERSION}"
+    return None
 
 
 def format_summary(summary: dict) -> str:

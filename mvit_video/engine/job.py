@@ -76,13 +76,15 @@ def preflight(cfg) -> None:
 
 
 def ensure_toy_dataset(cfg) -> None:
-    """Generates the toy dataset when the config points at the default toy folder and it is not there yet."""
+    """Generates the toy dataset when the config points at the default toy folder and it is missing or was written
+    by another generator version (so an old, differently made dataset is never silently reused)."""
+    from ..data.toy import format_summary, make_toy_dataset, stale_reason
+
     data_dir = cfg.DATA.PATH_TO_DATA_DIR
     is_toy_default = os.path.normpath(data_dir) == os.path.normpath(TOY_DATA_DIR)
-    if is_toy_default and is_main_process() and not os.path.exists(os.path.join(data_dir, "train.csv")):
-        from ..data.toy import format_summary, make_toy_dataset
-
-        logger.info("%s/train.csv not found: generating the toy dataset there", data_dir)
+    reason = stale_reason(data_dir) if is_toy_default and is_main_process() else None
+    if reason is not None:
+        logger.info("%s: %s; generating the toy dataset there", data_dir, reason)
         logger.info(format_summary(make_toy_dataset(data_dir, workers=min(4, os.cpu_count() or 1))))
     barrier()
 
