@@ -542,7 +542,12 @@ RULE_CASES = [
         "MVIT.PATCH_KERNEL=[3, 7, 7] must be a list of 2 ints (MVIT.PATCH_2D=True uses [h, w])",
     ),
     (["MVIT.MODE", "pool"], "MVIT.MODE='pool' is not one of conv, conv_unshared, avg, max"),
-    (["MVIT.NORM", "batchnorm"], "MVIT.NORM='batchnorm' is not supported; use layernorm"),
+    (["MVIT.NORM", "batchnorm"], "MVIT.NORM='batchnorm' is not supported by mvit_video: MViT uses LayerNorm"),
+    (["MODEL.LOSS_FUNC", "contrastive_loss"], "MODEL.LOSS_FUNC='contrastive_loss' must be one of cross_entropy, "),
+    (["MODEL.HEAD_ACT", "relu"], "MODEL.HEAD_ACT='relu' must be one of softmax, sigmoid, none"),
+    (["DATA.MULTI_LABEL", "True", "MIXUP.ENABLE", "True"], "DATA.MULTI_LABEL=True cannot be combined with MIXUP"),
+    (["TRAIN.KILL_LOSS_EXPLOSION_FACTOR", "-1"], "TRAIN.KILL_LOSS_EXPLOSION_FACTOR=-1.0 must be >= 0"),
+    (["TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN", "['']"], "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN=[''] must be a list of "),
     (
         ["MVIT.EMBED_DIM", "100", "MVIT.NUM_HEADS", "3"],
         "MVIT.EMBED_DIM=100 is not divisible by MVIT.NUM_HEADS=3",
