@@ -460,6 +460,9 @@ def _check_training(cfg: CfgNode, source: str) -> None:
     if cfg.DATA.MULTI_LABEL and cfg.MIXUP.ENABLE:
         _fail(source, "DATA.MULTI_LABEL", True, "cannot be combined with MIXUP.ENABLE (mixup mixes one-hot targets "
               "of single labels); set MIXUP.ENABLE False")  # fmt: skip
+    if cfg.DATA.MULTI_LABEL and cfg.DATA.PATH_LABEL_SEPARATOR == ",":
+        _fail(source, "DATA.PATH_LABEL_SEPARATOR", ",", "cannot separate paths from DATA.MULTI_LABEL labels, which "
+              "are comma-separated; use ' ' or ';'")  # fmt: skip
     if not cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR >= 0.0:
         _fail(source, "TRAIN.KILL_LOSS_EXPLOSION_FACTOR", cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR,
               "must be >= 0 (0 disables the check)")  # fmt: skip

@@ -8,7 +8,7 @@ fp16, ``TRAIN.GRAD_ACCUM_STEPS`` batches per optimizer step, gradient clipping),
 
 ``test(cfg)``: multi-view evaluation of ``TEST.CHECKPOINT_FILE_PATH`` (or the latest checkpoint) on the test split;
 every rank scores its shard, rank 0 gathers and writes ``test_results.json``, ``test_predictions.pt`` and
-``confusion_matrix.png`` to ``OUTPUT_DIR``.
+``confusion_matrix.png`` (and ``TEST.SAVE_RESULTS_PATH``, PySlowFast's pickle) to ``OUTPUT_DIR``.
 
 Randomness: the model is initialised from ``RNG_SEED``; each epoch re-seeds torch from (``RNG_SEED``, epoch, rank)
 and the data pipeline draws per item, so an epoch's batches, augmentations and drop-path masks do not depend on
@@ -258,7 +258,8 @@ def train_epoch(run: Run, loader, epoch: int) -> dict[str, float]:
 def score_views(cfg, model: nn.Module, loader, device: torch.device, num_views: int, desc: str):
     """Scores every view of every video of ``loader`` on this process; (B, V, C, T, H, W) batches run as B*V
     clips. Returns the gathered ``MultiViewAccumulator`` (every video of the split, on every rank)."""
-    acc = MultiViewAccumulator(cfg.MODEL.NUM_CLASSES, num_views, cfg.DATA.ENSEMBLE_METHOD)
+    acc = MultiViewAccumulator(cfg.MODEL.NUM_CLASSES, num_views, cfg.DATA.ENSEMBLE_METHOD, cfg.MODEL.HEAD_ACT,
+                               cfg.DATA.MULTI_LABEL)  # fmt: skip
     model.eval()
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not is_main_process()):
         videos = batch["video"]
@@ -283,6 +284,8 @@ def validate(run: Run, loader, epoch: int) -> dict[str, Any]:
                              "num_videos": metrics["num_videos"], "num_failed": metrics["num_failed"]}  # fmt: skip
     if metrics["top1"] is not None:
         stats["top1_err"], stats["top5_err"] = 100.0 - metrics["top1"], 100.0 - metrics["top5"]
+    if metrics["map"] is not None:  # DATA.MULTI_LABEL
+        stats["map"] = metrics["map"]
     run.stats.log(stats, step=epoch + 1)
     return stats
 
@@ -423,6 +426,6 @@ def test(cfg, config_path: str | None = None) -> dict[str, Any]:
     if is_main_process():
         print(format_metrics(metrics, "test"), flush=True)
         write_results(cfg.OUTPUT_DIR, metrics, acc, checkpoint=path, config_path=config_path,
-                      class_names=class_names(cfg))  # fmt: skip
+                      class_names=class_names(cfg), save_results_path=cfg.TEST.SAVE_RESULTS_PATH)  # fmt: skip
     barrier()
     return metrics

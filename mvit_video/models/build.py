@@ -76,6 +76,7 @@ def mvit_config_from_cfg(cfg) -> MViTConfig:
         drop_path_rate=m.DROPPATH_RATE,
         drop_rate=m.DROPOUT_RATE,
         head_dropout=cfg.MODEL.DROPOUT_RATE,
+        detach_head=cfg.MODEL.DETACH_FINAL_FC,
         layer_scale_init_value=m.LAYER_SCALE_INIT_VALUE,
         head_init_scale=m.HEAD_INIT_SCALE,
         norm_stem=m.NORM_STEM,

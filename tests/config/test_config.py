@@ -546,6 +546,7 @@ RULE_CASES = [
     (["MODEL.LOSS_FUNC", "contrastive_loss"], "MODEL.LOSS_FUNC='contrastive_loss' must be one of cross_entropy, "),
     (["MODEL.HEAD_ACT", "relu"], "MODEL.HEAD_ACT='relu' must be one of softmax, sigmoid, none"),
     (["DATA.MULTI_LABEL", "True", "MIXUP.ENABLE", "True"], "DATA.MULTI_LABEL=True cannot be combined with MIXUP"),
+    (["DATA.MULTI_LABEL", "True", "DATA.PATH_LABEL_SEPARATOR", ","], "DATA.PATH_LABEL_SEPARATOR=',' cannot separate"),
     (["TRAIN.KILL_LOSS_EXPLOSION_FACTOR", "-1"], "TRAIN.KILL_LOSS_EXPLOSION_FACTOR=-1.0 must be >= 0"),
     (["TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN", "['']"], "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN=[''] must be a list of "),
     (

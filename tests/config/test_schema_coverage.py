@@ -25,8 +25,7 @@ SOURCES = sorted(p for d in (PACKAGE, ROOT / "tools", ROOT / "demo") for p in d.
 PENDING: dict[str, str] = {
     "DATA.IN_VAL_CROP_RATIO": "the image evaluation crop (data branch)",
     **{key: "next commits on this branch" for key in (
-        "DATA.INV_UNIFORM_SAMPLE", "DATA.MULTI_LABEL", "DATA_LOADER.ENABLE_MULTI_THREAD_DECODE",
-        "MODEL.DETACH_FINAL_FC", "MODEL.FP16_ALLREDUCE", "MODEL.LOSS_FUNC", "TEST.SAVE_RESULTS_PATH",
+        "MODEL.FP16_ALLREDUCE", "MODEL.LOSS_FUNC",
         "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN", "TRAIN.CHECKPOINT_EPOCH_RESET", "TRAIN.CHECKPOINT_INFLATE",
         "TRAIN.KILL_LOSS_EXPLOSION_FACTOR")},
 }  # fmt: skip
