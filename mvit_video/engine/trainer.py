@@ -2,7 +2,7 @@
 
 ``train(cfg)``: seed, build the model (DDP-wrapped in a multi-process run), optionally start from
 ``TRAIN.CHECKPOINT_FILE_PATH``, resume from the latest checkpoint in ``OUTPUT_DIR`` (``TRAIN.AUTO_RESUME``), then
-per epoch: train (per-iteration LR, mixup / cross entropy, autocast in ``TRAIN.PRECISION`` with a loss scaler for
+per epoch: train (per-iteration LR, mixup, the ``MODEL.LOSS_FUNC`` loss, autocast in ``TRAIN.PRECISION`` with a loss scaler for
 fp16, ``TRAIN.GRAD_ACCUM_STEPS`` batches per optimizer step, gradient clipping), validate every
 ``TRAIN.EVAL_PERIOD`` epochs and checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs and at the end.
 
@@ -24,25 +24,25 @@ import os
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from ..errors import UserError
 from ..config import ConfigError
 from ..data.loader import build_loader
-from ..data.mixup import Mixup, soft_target_cross_entropy
+from ..data.mixup import Mixup
 from ..models import build_model, load_pretrained
 from ..models.pretrained import check_complete
 from ..models.stats import count_flops, count_params
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from ..process import is_dist, is_main_process, rank, world_size
 from .distributed import all_reduce_mean, barrier, share_cpu, unwrap_model
+from .losses import LossExplosionGuard, classification_loss
 from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, topk_ranked, write_results
 from .stats import CURVES_FILE, STATS_FILE, Meter, StatsLogger, memory_mb, plot_training_curves
 from .optim import LRSchedule, build_optimizer, set_lr
@@ -55,7 +55,8 @@ _MAY_BE_MISSING = ("rel_pos_t", "pos_embed_temporal")
 
 
 class TrainingDiverged(UserError, RuntimeError):
-    """The loss became NaN or infinite; the message names the last good checkpoint."""
+    """The loss became NaN or infinite, or exploded (``TRAIN.KILL_LOSS_EXPLOSION_FACTOR``); the message names the
+    last good checkpoint."""
 
 
 # ----------------------------------------------------------------------------------------------------------- set-up
@@ -140,6 +141,10 @@ class Run:
     schedule: LRSchedule
     device: torch.device
     stats: StatsLogger
+    loss_guard: LossExplosionGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loss_guard = LossExplosionGuard(self.cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR)
 
 
 def build_mixup(cfg, epoch: int) -> Mixup | None:
@@ -151,15 +156,16 @@ def build_mixup(cfg, epoch: int) -> Mixup | None:
                  rng=random.Random(epoch_seed(cfg, epoch)))  # fmt: skip
 
 
-def compute_loss(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, mixup: Mixup | None):
-    """Forward and loss: soft-target CE on mixed clips with MIXUP.ENABLE (smoothing inside the targets), else
-    plain cross entropy, as PySlowFast does. Returns (loss, logits); the loss is float32."""
+def compute_loss(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, mixup: Mixup | None,
+                 loss_func: str = "cross_entropy"):  # fmt: skip
+    """Forward and the ``MODEL.LOSS_FUNC`` loss (``losses.classification_loss``) against the labels, or with
+    MIXUP.ENABLE against the mixed soft targets of the mixed clips (smoothing inside the targets), as PySlowFast
+    does. Returns (loss, logits); the loss is float32."""
+    targets = labels
     if mixup is not None:
         videos, targets = mixup(videos, labels)
-        logits = model(videos)
-        return soft_target_cross_entropy(logits.float(), targets), logits
     logits = model(videos)
-    return F.cross_entropy(logits.float(), labels), logits
+    return classification_loss(loss_func, logits.float(), targets), logits
 
 
 def clip_and_measure(cfg, model: nn.Module) -> float:
@@ -171,14 +177,19 @@ def clip_and_measure(cfg, model: nn.Module) -> float:
     return float(nn.utils.clip_grad_norm_(params, max_norm))
 
 
-def check_loss(loss: float, cfg, epoch: int, iteration: int) -> None:
-    """Raises ``TrainingDiverged`` (one line, naming the last good checkpoint) for a NaN or infinite loss."""
-    if math.isfinite(loss):
+def check_loss(loss: float, cfg, epoch: int, iteration: int, guard: LossExplosionGuard | None = None) -> None:
+    """Raises ``TrainingDiverged`` (one line, naming the last good checkpoint) for a NaN or infinite loss, or one that
+    exploded (``guard``: TRAIN.KILL_LOSS_EXPLOSION_FACTOR)."""
+    previous = guard.exploded(loss, epoch) if guard is not None and math.isfinite(loss) else None
+    if math.isfinite(loss) and previous is None:
         return
+    problem = f"loss is {loss}" if previous is None else (
+        f"loss {loss:.4g} is more than TRAIN.KILL_LOSS_EXPLOSION_FACTOR={guard.factor:g} times the mean of the 5 "
+        f"before it ({previous:.4g})")  # fmt: skip
     last = latest_checkpoint(cfg.OUTPUT_DIR)
     where = f"resume from {last}" if last else "no checkpoint was written yet"
     raise TrainingDiverged(
-        f"loss is {loss} at epoch {epoch + 1}, iteration {iteration + 1}; {where} "
+        f"{problem} at epoch {epoch + 1}, iteration {iteration + 1}; {where} "
         "with a lower SOLVER.BASE_LR or SOLVER.CLIP_GRAD_L2NORM set"
     )
 
@@ -209,9 +220,9 @@ def train_step(run: Run, batch: dict, mixup: Mixup | None, epoch: int, it: int, 
     no_sync = run.model.no_sync if is_dist() and not acc.last else contextlib.nullcontext
     with no_sync():
         with autocast(run.device, run.cfg.TRAIN.PRECISION):
-            loss, logits = compute_loss(run.model, videos, labels, mixup)
+            loss, logits = compute_loss(run.model, videos, labels, mixup, run.cfg.MODEL.LOSS_FUNC)
         loss_value, top1, top5 = all_reduce_mean([loss.item(), *topk_errors(logits.detach(), labels)], run.device)
-        check_loss(loss_value, run.cfg, epoch, it)
+        check_loss(loss_value, run.cfg, epoch, it, run.loss_guard)
         if acc.first:
             run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss / acc.size).backward()
