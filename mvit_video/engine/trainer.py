@@ -41,7 +41,7 @@ from ..models.pretrained import check_complete
 from ..models.stats import count_flops, count_params
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from ..process import is_dist, is_main_process, rank, world_size
-from .distributed import all_reduce_mean, barrier, share_cpu, unwrap_model
+from .distributed import all_reduce_mean, barrier, share_cpu, unwrap_model, wrap_ddp
 from .losses import LossExplosionGuard, classification_loss
 from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, topk_ranked, write_results
 from .stats import CURVES_FILE, STATS_FILE, Meter, StatsLogger, memory_mb, plot_training_curves
@@ -342,8 +342,7 @@ def setup_run(cfg) -> tuple[Run, int]:
     if world_size() > 1:
         # CPU depthwise-conv gradients carry arbitrary strides on their size-1 dimension; DDP warns, harmlessly
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        ids = [device.index] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
+        model = wrap_ddp(model, device, cfg.MODEL.FP16_ALLREDUCE)
     if cfg.MODEL.COMPILE:
         model = torch.compile(model)
     stats = StatsLogger(cfg.OUTPUT_DIR, _tensorboard_dir(cfg))

@@ -25,7 +25,7 @@ SOURCES = sorted(p for d in (PACKAGE, ROOT / "tools", ROOT / "demo") for p in d.
 PENDING: dict[str, str] = {
     "DATA.IN_VAL_CROP_RATIO": "the image evaluation crop (data branch)",
     **{key: "next commits on this branch" for key in (
-        "MODEL.FP16_ALLREDUCE", "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN", "TRAIN.CHECKPOINT_EPOCH_RESET",
+        "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN", "TRAIN.CHECKPOINT_EPOCH_RESET",
         "TRAIN.CHECKPOINT_INFLATE")},
 }  # fmt: skip
 
