@@ -1,10 +1,11 @@
 """The training and multi-view test loops behind ``tools/run_net.py``, with PySlowFast's semantics.
 
-``train(cfg)``: seed, build the model (DDP-wrapped in a multi-process run), optionally start from
-``TRAIN.CHECKPOINT_FILE_PATH``, resume from the latest checkpoint in ``OUTPUT_DIR`` (``TRAIN.AUTO_RESUME``), then
-per epoch: train (per-iteration LR, mixup, the ``MODEL.LOSS_FUNC`` loss, autocast in ``TRAIN.PRECISION`` with a loss scaler for
-fp16, ``TRAIN.GRAD_ACCUM_STEPS`` batches per optimizer step, gradient clipping), validate every
-``TRAIN.EVAL_PERIOD`` epochs and checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs and at the end.
+``train(cfg)``: seed, build the model (DDP-wrapped in a multi-process run), resume from the latest checkpoint in
+``OUTPUT_DIR`` (``TRAIN.AUTO_RESUME``) or else start from ``TRAIN.CHECKPOINT_FILE_PATH`` (a training checkpoint
+continues after its epoch unless ``TRAIN.CHECKPOINT_EPOCH_RESET``), then per epoch: train (per-iteration LR, mixup,
+the ``MODEL.LOSS_FUNC`` loss, autocast in ``TRAIN.PRECISION`` with a loss scaler for fp16, ``TRAIN.GRAD_ACCUM_STEPS``
+batches per optimizer step, gradient clipping), validate every ``TRAIN.EVAL_PERIOD`` epochs and checkpoint every
+``TRAIN.CHECKPOINT_PERIOD`` epochs and at the end.
 
 ``test(cfg)``: multi-view evaluation of ``TEST.CHECKPOINT_FILE_PATH`` (or the latest checkpoint) on the test split;
 every rank scores its shard, rank 0 gathers and writes ``test_results.json``, ``test_predictions.pt`` and
@@ -42,6 +43,7 @@ from ..models.stats import count_flops, count_params
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from ..process import is_dist, is_main_process, rank, world_size
 from .distributed import all_reduce_mean, barrier, share_cpu, unwrap_model, wrap_ddp
+from .init_checkpoint import init_from_checkpoint
 from .losses import LossExplosionGuard, classification_loss
 from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, topk_ranked, write_results
 from .stats import CURVES_FILE, STATS_FILE, Meter, StatsLogger, memory_mb, plot_training_curves
@@ -50,8 +52,6 @@ from .optim import LRSchedule, build_optimizer, set_lr
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-# tensors a checkpoint may lack and the model starts fresh (temporal tables of image checkpoints)
-_MAY_BE_MISSING = ("rel_pos_t", "pos_embed_temporal")
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -88,15 +88,6 @@ def autocast(device: torch.device, precision: str):
     """The autocast context of ``TRAIN.PRECISION`` (a no-op for fp32)."""
     dtype = _DTYPES[precision]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def init_from_checkpoint(model: nn.Module, path: str, reinit_head: bool) -> None:
-    """Loads ``TRAIN.CHECKPOINT_FILE_PATH`` weights into ``model``; a checkpoint that lacks tensors of the model
-    (another depth or variant) or classifies another number of classes without ``reinit_head`` is a
-    one-line ``CheckpointError``."""
-    report = load_pretrained(model, path, num_classes_mismatch="reinit" if reinit_head else "error")
-    check_complete(report, path, _MAY_BE_MISSING)
-    logger.info("initialised from %s: %s", path, report.summary())
 
 
 def log_model_info(cfg, model: nn.Module, stats: StatsLogger) -> None:
@@ -302,13 +293,14 @@ def validate(run: Run, loader, epoch: int) -> dict[str, Any]:
 
 
 def resume_or_init(cfg, model: nn.Module, optimizer, scaler) -> int:
-    """The 0-based epoch to start at: after the latest checkpoint in OUTPUT_DIR (TRAIN.AUTO_RESUME), else 0 with
-    weights from TRAIN.CHECKPOINT_FILE_PATH when set."""
+    """The 0-based epoch to start at: after the latest checkpoint in OUTPUT_DIR (TRAIN.AUTO_RESUME), else from
+    TRAIN.CHECKPOINT_FILE_PATH when set (``init_checkpoint.init_from_checkpoint``: a training checkpoint continues
+    after its epoch unless TRAIN.CHECKPOINT_EPOCH_RESET), else 0."""
     last = latest_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if last is not None:
         return int(load_training_state(last, model, optimizer, scaler=scaler)["start_epoch"])
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        init_from_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, cfg.TRAIN.CHECKPOINT_REINIT_HEAD)
+        return init_from_checkpoint(cfg, model, optimizer, scaler)
     return 0
 
 
