@@ -100,8 +100,10 @@ UNSUPPORTED_WHEN_SET: dict[str, str] = {
 REFUSED_KEYS: dict[str, str] = {
     **{
         f"BN.{name}": "MViT has no batch norm (it uses LayerNorm); remove the key"
-        for name in ("USE_PRECISE_STATS", "NUM_BATCHES_PRECISE", "WEIGHT_DECAY", "NORM_TYPE", "NUM_SPLITS",
-                     "NUM_SYNC_DEVICES", "GLOBAL_SYNC")  # fmt: skip
+        for name in (
+            "USE_PRECISE_STATS", "NUM_BATCHES_PRECISE", "WEIGHT_DECAY", "NORM_TYPE", "NUM_SPLITS", "NUM_SYNC_DEVICES",
+            "GLOBAL_SYNC",
+        )
     },
     **{
         f"{split}.CHECKPOINT_TYPE": "only PyTorch checkpoints are read (caffe2 .pkl files hold ResNet/SlowFast "

@@ -53,7 +53,9 @@ def read_csv_split(
             pattern = r"-?\d+(,-?\d+)*" if multi_label else r"-?\d+"
             if not sep or not path.strip() or not re.fullmatch(pattern, label.strip()):
                 expected = "comma-separated integer labels" if multi_label else "integer label"
-                raise DatasetError(f"{csv_path}:{line_no}: malformed row {row!r}; expected '<path>{separator}<{expected}>'")
+                raise DatasetError(
+                    f"{csv_path}:{line_no}: malformed row {row!r}; expected '<path>{separator}<{expected}>'"
+                )
             labels = tuple(int(v) for v in label.split(",")) if multi_label else int(label)
             records.append(VideoRecord(os.path.join(path_prefix, path.strip()), labels))
     if not records:

@@ -327,7 +327,8 @@ def format_metrics(metrics: dict, split: str = "test") -> str:
     if metrics.get("multi_label"):
         scores = f"mAP {pct(metrics['map'])}"
     else:
-        scores = f"top-1 {pct(metrics['top1'])} top-5 {pct(metrics['top5'])} mean-class {pct(metrics['mean_class_acc'])}"
+        top1, top5, mean_class = (pct(metrics[k]) for k in ("top1", "top5", "mean_class_acc"))
+        scores = f"top-1 {top1} top-5 {top5} mean-class {mean_class}"
     return (
         f"{split}: {scores} | {metrics['num_videos']} videos x {metrics['num_views']} views | "
         f"{metrics['num_failed']} failed (excluded)"

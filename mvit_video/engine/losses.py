@@ -57,8 +57,9 @@ class LossExplosionGuard:
     """PySlowFast's ``TRAIN.KILL_LOSS_EXPLOSION_FACTOR`` check, as its ``TrainMeter`` does it.
 
     From the 7th iteration of an epoch on, a loss greater than ``factor`` times the mean of the 5 losses before it
-    has exploded (the trainer then stops with ``TrainingDiverged``). The history starts again every epoch. (PySlowFast keeps the losses in its ``LOG_PERIOD``
-    window, so the check never fires there when LOG_PERIOD < 7; here it does not depend on LOG_PERIOD.)
+    has exploded (the trainer then stops with ``TrainingDiverged``). The history starts again every epoch.
+    (PySlowFast keeps the losses in its ``LOG_PERIOD`` window, so the check never fires there when LOG_PERIOD < 7;
+    here it does not depend on LOG_PERIOD.)
 
     Args:
         factor: the ratio; 0 disables the check.

@@ -321,7 +321,8 @@ def test_average_precision_against_its_definition():
     for _ in range(5):
         scores, positives = torch.rand(40, generator=g), torch.rand(40, generator=g) < 0.3
         positives[0] = True
-        assert average_precision(scores, positives) == pytest.approx(_ap_without_ties(scores.tolist(), positives.tolist()))
+        expected = _ap_without_ties(scores.tolist(), positives.tolist())
+        assert average_precision(scores, positives) == pytest.approx(expected)
     # tied videos enter together (scikit-learn's thresholds): 0.9 -> P 1, R 1/2; 0.8 -> P 2/3, R 1
     tied = average_precision(torch.tensor([0.9, 0.8, 0.8, 0.1]), torch.tensor([True, False, True, False]))
     assert tied == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)

@@ -75,7 +75,7 @@ def test_continuing_what_cannot_continue_is_one_line(tmp_path, source_opts, epoc
     line = str(info.value)
     assert "\n" not in line and line.startswith(f"TRAIN.CHECKPOINT_FILE_PATH={path} ") and message in line
     assert line.endswith("set TRAIN.CHECKPOINT_EPOCH_RESET True to start at epoch 1 from its weights (fine-tuning)")
-    run, start_epoch = start(tmp_path, path, *opts, "TRAIN.CHECKPOINT_EPOCH_RESET", "True")
+    _, start_epoch = start(tmp_path, path, *opts, "TRAIN.CHECKPOINT_EPOCH_RESET", "True")
     assert start_epoch == 0
 
 
@@ -97,7 +97,8 @@ def test_clear_name_pattern_makes_a_wrapped_checkpoint_load(tmp_path):
                tmp_path / "wrapped.pyth")  # fmt: skip
     with pytest.raises(CheckpointError, match="unrecognised checkpoint format"):
         start(tmp_path, tmp_path / "wrapped.pyth")
-    run, start_epoch = start(tmp_path, tmp_path / "wrapped.pyth", "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN", "['backbone.']")
+    run, start_epoch = start(tmp_path, tmp_path / "wrapped.pyth", "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN",
+                             "['backbone.']")  # fmt: skip
     assert start_epoch == 0 and all(torch.equal(params(source)[k], v) for k, v in params(run).items())
 
 

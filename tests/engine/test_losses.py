@@ -121,7 +121,8 @@ def test_exploding_loss_stops_training_before_the_update(tmp_path):
     for loss in [0.01] * 6:  # six tiny losses of this epoch so far
         run.loss_guard.exploded(loss, epoch=0)
     before = params(run)
-    with pytest.raises(TrainingDiverged, match=r"^loss \S+ is more than TRAIN.KILL_LOSS_EXPLOSION_FACTOR=10 times the "
-                                               r"mean of the 5 before it \(0.01\) at epoch 1, iteration 7; "):  # fmt: skip
+    message = (r"^loss \S+ is more than TRAIN.KILL_LOSS_EXPLOSION_FACTOR=10 times the mean of the 5 before it "
+               r"\(0.01\) at epoch 1, iteration 7; ")
+    with pytest.raises(TrainingDiverged, match=message):
         train_step(run, batch(4), None, 0, 6, Accumulation.of(6, 7, 1))
     assert all(torch.equal(before[k], v) for k, v in params(run).items())
