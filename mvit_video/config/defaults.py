@@ -94,6 +94,55 @@ UNSUPPORTED_WHEN_SET: dict[str, str] = {
     "AUG.MASK_RATIO": "token masking",
 }
 
+# Schema keys mvit_video does not implement: a value other than the default is a one-line ConfigError naming the
+# key and saying what to do instead (every other key is read by the code; tests/config/test_schema_coverage.py
+# fails for a key that is neither, or both).
+REFUSED_KEYS: dict[str, str] = {
+    **{
+        f"BN.{name}": "MViT has no batch norm (it uses LayerNorm); remove the key"
+        for name in (
+            "USE_PRECISE_STATS", "NUM_BATCHES_PRECISE", "WEIGHT_DECAY", "NORM_TYPE", "NUM_SPLITS", "NUM_SYNC_DEVICES",
+            "GLOBAL_SYNC",
+        )
+    },
+    **{
+        f"{split}.CHECKPOINT_TYPE": "only PyTorch checkpoints are read (caffe2 .pkl files hold ResNet/SlowFast "
+        "weights, no MViT); set it to 'pytorch'"
+        for split in ("TRAIN", "TEST")
+    },
+    "AUG.RE_SPLIT": "random erasing applies to every clip (PySlowFast does not read this key either); remove it",
+    "MODEL.FC_INIT_STD": "the MViT classifier starts at trunc-normal std 0.02 (PySlowFast's MViT ignores this key "
+    "too); scale it with MVIT.HEAD_INIT_SCALE instead",
+    "MVIT.NORM": "MViT uses LayerNorm; set it to 'layernorm'",
+    "DATA.TRAIN_JITTER_FPS": "frame-rate jitter in training is not implemented; remove the key",
+    "DATA.TRAIN_CROP_NUM_TEMPORAL": "several crops per training video (PySlowFast's self-supervised recipe) are "
+    "not implemented; use AUG.NUM_SAMPLE for repeated augmentation",
+    "DATA.TRAIN_CROP_NUM_SPATIAL": "several crops per training video (PySlowFast's self-supervised recipe) are "
+    "not implemented; use AUG.NUM_SAMPLE for repeated augmentation",
+    "DATA.DECODING_SHORT_SIZE": "videos are decoded at their own size and resized by the transforms; remove the key",
+    "DATA.TRAIN_JITTER_MOTION_SHIFT": "motion-shift crops (PySlowFast's self-supervised recipe) are not "
+    "implemented; remove the key",
+    "SOLVER.GAMMA": "no LR policy uses it (PySlowFast's neither); for step decay use SOLVER.LR_POLICY "
+    "steps_with_relative_lrs with SOLVER.STEPS and SOLVER.LRS",
+    "SOLVER.STEP_SIZE": "no LR policy uses it (PySlowFast's neither); for step decay use SOLVER.LR_POLICY "
+    "steps_with_relative_lrs with SOLVER.STEPS and SOLVER.LRS",
+    "SOLVER.WARMUP_FACTOR": "warmup starts at SOLVER.WARMUP_START_LR (PySlowFast does not read this key either); "
+    "set SOLVER.WARMUP_START_LR",
+    "SOLVER.LARS_ON": "LARS is not implemented; set it to False",
+    "TENSORBOARD.PREDICTIONS_PATH": "visualising saved predictions is not implemented (TEST.SAVE_RESULTS_PATH "
+    "saves them); remove the key",
+    "TENSORBOARD.CATEGORIES_PATH": "per-category-group plots are not implemented; remove the key",
+    "DEMO.INPUT_FORMAT": "the demo's frame sources deliver RGB frames themselves; remove the key",
+    "DEMO.THREAD_ENABLE": "the demo reads, predicts and draws in one loop; remove the key",
+    "DEMO.NUM_CLIPS_SKIP": "the demo predicts on every clip; use DEMO.STRIDE to predict less often",
+    "DEMO.FPS": "the demo uses the source's frame rate; set DEMO.OUTPUT_FPS for the written video",
+    "DEMO.SLOWMO": "slow-motion output is not implemented; remove the key",
+}
+
+# Values of MODEL.LOSS_FUNC (PySlowFast's classification losses) and MODEL.HEAD_ACT (its test-time head).
+LOSS_FUNCS: tuple[str, ...] = ("cross_entropy", "soft_cross_entropy", "bce", "bce_logit")
+HEAD_ACTS: tuple[str, ...] = ("softmax", "sigmoid", "none")
+
 # Expected type of keys whose default is None (None stays allowed).
 NULLABLE_TYPES: dict[str, type] = {
     "MVIT.POOL_KV_STRIDE_ADAPTIVE": list,
@@ -138,11 +187,11 @@ def _add_train(cfg: CfgNode) -> None:
     cfg.TRAIN.AUTO_RESUME = True  # resume from the last checkpoint in OUTPUT_DIR
     cfg.TRAIN.CHECKPOINT_FILE_PATH = ""  # initial weights
     cfg.TRAIN.CHECKPOINT_TYPE = "pytorch"
-    cfg.TRAIN.CHECKPOINT_INFLATE = False  # inflate 2D weights to 3D
-    cfg.TRAIN.CHECKPOINT_EPOCH_RESET = False
-    cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = []  # prefixes stripped from checkpoint keys
+    cfg.TRAIN.CHECKPOINT_INFLATE = False  # inflate 2D kernels of CHECKPOINT_FILE_PATH to 3D (else they are an error)
+    cfg.TRAIN.CHECKPOINT_EPOCH_RESET = False  # False: a training checkpoint continues from its epoch and optimizer
+    cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = []  # substrings removed (first occurrence) from checkpoint keys
     cfg.TRAIN.CHECKPOINT_REINIT_HEAD = False  # toolkit: fine-tune CHECKPOINT_FILE_PATH with a new classifier
-    cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR = 0.0  # 0 disables the check
+    cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR = 0.0  # stop when a loss exceeds this x the mean of the 5 before; 0: off
     cfg.TRAIN.MIXED_PRECISION = False  # PySlowFast: True means fp16 autocast
     cfg.TRAIN.PRECISION = "fp32"  # toolkit: "fp32", "fp16" or "bf16" autocast dtype
     cfg.TRAIN.GRAD_ACCUM_STEPS = 1  # toolkit: batches per optimizer step (effective batch = BATCH_SIZE * steps)
@@ -183,7 +232,7 @@ def _add_test(cfg: CfgNode) -> None:
     cfg.TEST.CHECKPOINT_TYPE = "pytorch"
     cfg.TEST.NUM_ENSEMBLE_VIEWS = 10  # temporal clips per video
     cfg.TEST.NUM_SPATIAL_CROPS = 3
-    cfg.TEST.SAVE_RESULTS_PATH = ""
+    cfg.TEST.SAVE_RESULTS_PATH = ""  # pickle of [video scores, labels] in OUTPUT_DIR, as PySlowFast
 
 
 def _add_model(cfg: CfgNode) -> None:
@@ -192,15 +241,15 @@ def _add_model(cfg: CfgNode) -> None:
     cfg.MODEL.ARCH = "mvit"  # toolkit: PySlowFast defaults to "slowfast"; its MViT YAMLs set "mvit"
     cfg.MODEL.MODEL_NAME = "MViT"  # toolkit: PySlowFast defaults to "SlowFast"
     cfg.MODEL.NUM_CLASSES = 400
-    cfg.MODEL.LOSS_FUNC = "cross_entropy"
+    cfg.MODEL.LOSS_FUNC = "cross_entropy"  # one of LOSS_FUNCS
     cfg.MODEL.DROPOUT_RATE = 0.5  # before the classifier
     cfg.MODEL.FC_INIT_STD = 0.01
-    cfg.MODEL.HEAD_ACT = "softmax"  # applied at test time
+    cfg.MODEL.HEAD_ACT = "softmax"  # applied at test time: one of HEAD_ACTS
     cfg.MODEL.ACT_CHECKPOINT = False  # activation checkpointing per block
     cfg.MODEL.COMPILE = False  # toolkit: torch.compile the model for training and test
     cfg.MODEL.ATTN_IMPL = "auto"  # toolkit: "auto", "sdpa" (fused, rel-pos folded into q/k) or "math" (reference)
     cfg.MODEL.DETACH_FINAL_FC = False  # train the classifier only
-    cfg.MODEL.FP16_ALLREDUCE = False
+    cfg.MODEL.FP16_ALLREDUCE = False  # DDP gradients all-reduced in float16
     cfg.MODEL.COMPILE = False  # toolkit: wrap the model in torch.compile
 
 
@@ -270,7 +319,7 @@ def _add_data_sampling(cfg: CfgNode) -> None:
     cfg.DATA.DECODING_BACKEND = "pyav"  # toolkit default, the fastest exact reader measured (docs/benchmarks.md); PySlowFast: "torchvision"
     cfg.DATA.DECODING_SHORT_SIZE = 256
     cfg.DATA.MAX_BAD_FRACTION = 0.05  # toolkit: abort when more videos than this fail to decode
-    cfg.DATA.MULTI_LABEL = False
+    cfg.DATA.MULTI_LABEL = False  # "path 3,7" CSV labels, multi-hot targets, mAP in evaluation
     cfg.DATA.ENSEMBLE_METHOD = "sum"  # multi-view aggregation: sum or max
 
 
@@ -331,7 +380,7 @@ def _add_data_loader(cfg: CfgNode) -> None:
     cfg.DATA_LOADER = CfgNode()
     cfg.DATA_LOADER.NUM_WORKERS = 8
     cfg.DATA_LOADER.PIN_MEMORY = True
-    cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
+    cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False  # decoder threads chosen by the library (else 1)
 
 
 def _add_tensorboard(cfg: CfgNode) -> None:

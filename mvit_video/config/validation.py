@@ -15,7 +15,7 @@ from typing import Any
 from fvcore.common.config import CfgNode
 
 from ..errors import UserError
-from .defaults import NULLABLE_TYPES, get_cfg
+from .defaults import HEAD_ACTS, LOSS_FUNCS, NULLABLE_TYPES, REFUSED_KEYS, get_cfg
 
 __all__ = [
     "ConfigError",
@@ -366,12 +366,10 @@ def _check_pool_kernels(cfg: CfgNode, source: str) -> None:
 
 
 def _check_architecture(cfg: CfgNode, source: str) -> None:
-    """Pooling mode, norm, depth, width/heads and the class count."""
+    """Pooling mode, depth, width/heads and the class count."""
     mvit = cfg.MVIT
     if mvit.MODE not in _POOL_MODES:
         _fail(source, "MVIT.MODE", mvit.MODE, f"is not one of {', '.join(_POOL_MODES)}")
-    if mvit.NORM != "layernorm":
-        _fail(source, "MVIT.NORM", mvit.NORM, "is not supported; use layernorm")
     for name in ("DEPTH", "EMBED_DIM", "NUM_HEADS"):
         if not _is_int(mvit[name], 1):
             _fail(source, f"MVIT.{name}", mvit[name], "must be an int >= 1")
@@ -443,8 +441,40 @@ def _check_toolkit(cfg: CfgNode, source: str) -> None:
         _fail(source, "DEMO.STALL_SECONDS", cfg.DEMO.STALL_SECONDS, "must be > 0")
 
 
+def _check_refused(cfg: CfgNode, source: str) -> None:
+    """Keys mvit_video does not implement (``REFUSED_KEYS``) keep their default."""
+    defaults = dict(iter_leaves(get_cfg()))
+    for key, what_to_do in REFUSED_KEYS.items():
+        section, name = key.split(".")
+        value = cfg[section][name]
+        if value != defaults[key]:
+            _fail(source, key, value, f"is not supported by mvit_video: {what_to_do}")
+
+
+def _check_training(cfg: CfgNode, source: str) -> None:
+    """Loss, test-time head, multi-label targets and the initial checkpoint's options."""
+    if cfg.MODEL.LOSS_FUNC not in LOSS_FUNCS:
+        _fail(source, "MODEL.LOSS_FUNC", cfg.MODEL.LOSS_FUNC, f"must be one of {', '.join(LOSS_FUNCS)}")
+    if cfg.MODEL.HEAD_ACT not in HEAD_ACTS:
+        _fail(source, "MODEL.HEAD_ACT", cfg.MODEL.HEAD_ACT, f"must be one of {', '.join(HEAD_ACTS)}")
+    if cfg.DATA.MULTI_LABEL and cfg.MIXUP.ENABLE:
+        _fail(source, "DATA.MULTI_LABEL", True, "cannot be combined with MIXUP.ENABLE (mixup mixes one-hot targets "
+              "of single labels); set MIXUP.ENABLE False")  # fmt: skip
+    if cfg.DATA.MULTI_LABEL and cfg.DATA.PATH_LABEL_SEPARATOR == ",":
+        _fail(source, "DATA.PATH_LABEL_SEPARATOR", ",", "cannot separate paths from DATA.MULTI_LABEL labels, which "
+              "are comma-separated; use ' ' or ';'")  # fmt: skip
+    if not cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR >= 0.0:
+        _fail(source, "TRAIN.KILL_LOSS_EXPLOSION_FACTOR", cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR,
+              "must be >= 0 (0 disables the check)")  # fmt: skip
+    patterns = cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN
+    if not all(isinstance(p, str) and p for p in patterns):
+        _fail(source, "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN", patterns, "must be a list of non-empty strings, "
+              "e.g. ['backbone.']")  # fmt: skip
+
+
 _RULES: tuple[Callable[[CfgNode, str], None], ...] = (
     _check_types,
+    _check_refused,
     _check_patch,
     _check_input_size,
     _check_architecture,
@@ -455,6 +485,7 @@ _RULES: tuple[Callable[[CfgNode, str], None], ...] = (
     _check_normalisation,
     _check_testing,
     _check_toolkit,
+    _check_training,
 )
 
 

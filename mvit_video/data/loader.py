@@ -1,6 +1,7 @@
 """``build_dataset`` / ``build_loader``: the one place that turns the root config into data objects.
 
 Batches are dicts. Training and validation: ``{"video": (B, 3, T, H, W) float, "label": (B,), "index": (B,)}``
+(``"label"`` is (B, K) float multi-hot with ``DATA.MULTI_LABEL``)
 (with ``AUG.NUM_SAMPLE`` = N > 1 a batch holds B*N clips, N per decoded video); validation and test items also
 carry ``"valid"`` (False for unreadable videos, to be excluded from metrics) and ``"error"``. Test batches hold all
 views of each video: ``"video": (B, V, 3, T, H, W)`` with V = ``TEST.NUM_ENSEMBLE_VIEWS`` x ``TEST.NUM_SPATIAL_CROPS``.
@@ -9,6 +10,7 @@ views of each video: ``"video": (B, V, 3, T, H, W)`` with V = ``TEST.NUM_ENSEMBL
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Iterator
 
 import torch
@@ -46,7 +48,8 @@ def read_split(cfg, split: str) -> list[VideoRecord]:
     name, root = _dataset_name(cfg, split), cfg.DATA.PATH_TO_DATA_DIR
     if name == "kinetics":
         records = read_csv_split(
-            os.path.join(root, f"{split}.csv"), cfg.DATA.PATH_PREFIX, cfg.DATA.PATH_LABEL_SEPARATOR
+            os.path.join(root, f"{split}.csv"), cfg.DATA.PATH_PREFIX, cfg.DATA.PATH_LABEL_SEPARATOR,
+            multi_label=cfg.DATA.MULTI_LABEL,
         )
     elif name == "ssv2":
         annotation = "train" if split == "train" else "validation"
@@ -90,7 +93,8 @@ def _decode_options(cfg) -> DecodeOptions:
             f"DATA.DECODING_BACKEND={cfg.DATA.DECODING_BACKEND!r} is not supported (PySlowFast's 'torchvision' "
             f"reader was removed from torchvision 0.28); use one of {list(SUPPORTED_BACKENDS)}"
         )
-    return DecodeOptions(backend=backend, num_threads=1)
+    # PySlowFast's ENABLE_MULTI_THREAD_DECODE lets the decoder pick its threads ("AUTO"); else one per reader
+    return DecodeOptions(backend=backend, num_threads=0 if cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE else 1)
 
 
 def clip_sampling(cfg, split: str = "test") -> ClipSampling:
@@ -115,6 +119,7 @@ def build_train_transform(cfg) -> TrainClipTransform:
         jitter_scales=tuple(cfg.DATA.TRAIN_JITTER_SCALES),
         relative_scale=tuple(cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE),
         relative_aspect=tuple(cfg.DATA.TRAIN_JITTER_ASPECT_RELATIVE) or (0.75, 1.3333),
+        inverse_uniform=cfg.DATA.INV_UNIFORM_SAMPLE,
         flip=cfg.DATA.RANDOM_FLIP,
         rand_augment=RandAugment.from_string(aug.AA_TYPE) if aug.ENABLE and aug.AA_TYPE else None,
         color_jitter_strength=aug.COLOR_JITTER if aug.ENABLE else 0.0,
@@ -164,10 +169,20 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.num_items, self.world_size))
 
 
-def collate_clips(items: list[dict]) -> dict:
-    """Stacks items into a batch; repeated-augmentation samples (N per item) become N consecutive clips."""
+def multi_hot(labels: list, num_classes: int) -> torch.Tensor:
+    """(B, K) float rows with 1 at each item's classes (an int or a tuple of ints per item)."""
+    rows = torch.zeros(len(labels), num_classes)
+    for row, label in zip(rows, labels):
+        row[list(label) if isinstance(label, tuple) else label] = 1.0
+    return rows
+
+
+def collate_clips(items: list[dict], num_classes: int | None = None) -> dict:
+    """Stacks items into a batch; repeated-augmentation samples (N per item) become N consecutive clips. With
+    ``num_classes`` (``DATA.MULTI_LABEL``) labels become (B, K) multi-hot rows."""
     videos = torch.stack([item["video"] for item in items])
-    labels = torch.tensor([item["label"] for item in items])
+    labels = [item["label"] for item in items]
+    labels = multi_hot(labels, num_classes) if num_classes is not None else torch.tensor(labels)
     index = torch.tensor([item["index"] for item in items])
     batch = {"video": videos, "label": labels, "index": index}
     if "valid" in items[0]:
@@ -175,7 +190,8 @@ def collate_clips(items: list[dict]) -> dict:
         batch["error"] = [item["error"] for item in items]
     elif videos.ndim == 6:  # (B, N, C, T, H, W) training samples -> (B*N, C, T, H, W)
         n = videos.shape[1]
-        batch.update(video=videos.flatten(0, 1), label=labels.repeat_interleave(n), index=index.repeat_interleave(n))
+        batch.update(video=videos.flatten(0, 1), label=labels.repeat_interleave(n, dim=0),
+                     index=index.repeat_interleave(n))
     return batch
 
 
@@ -205,6 +221,7 @@ def build_loader(cfg, split: str) -> DataLoader:
     else:
         sampler = ShardSampler(len(dataset), rank, world)
     workers = cfg.DATA_LOADER.NUM_WORKERS
+    collate = partial(collate_clips, num_classes=cfg.MODEL.NUM_CLASSES) if cfg.DATA.MULTI_LABEL else collate_clips
     return DataLoader(
         dataset,
         batch_size=batch // per_machine,
@@ -212,6 +229,6 @@ def build_loader(cfg, split: str) -> DataLoader:
         num_workers=workers,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
         drop_last=split == "train",
-        collate_fn=collate_clips,
+        collate_fn=collate,
         worker_init_fn=_worker_init if workers > 0 else None,
     )

@@ -34,6 +34,7 @@ class TrainClipTransform:
         mean, std: normalisation in [0, 1] units (``DATA.MEAN`` / ``DATA.STD``).
         jitter_scales: short-side range for scale jitter (``DATA.TRAIN_JITTER_SCALES``), used when
             ``relative_scale`` is empty.
+        inverse_uniform: draw that short side's reciprocal uniformly (``DATA.INV_UNIFORM_SAMPLE``).
         relative_scale, relative_aspect: random-resized-crop area and aspect ranges
             (``DATA.TRAIN_JITTER_SCALES_RELATIVE`` / ``..._ASPECT_RELATIVE``).
         flip: random horizontal flip (``DATA.RANDOM_FLIP``).
@@ -50,6 +51,7 @@ class TrainClipTransform:
     jitter_scales: Sequence[int] = (256, 320)
     relative_scale: Sequence[float] = ()
     relative_aspect: Sequence[float] = (0.75, 1.3333)
+    inverse_uniform: bool = False
     flip: bool = True
     rand_augment: Optional[RandAugment] = None
     color_jitter_strength: float = 0.0
@@ -65,7 +67,8 @@ class TrainClipTransform:
             )  # fmt: skip
         else:
             low, high = self.jitter_scales
-            clip = random_short_side_scale_crop(clip, low, high, self.crop_size, rng, self.interpolation)
+            clip = random_short_side_scale_crop(clip, low, high, self.crop_size, rng, self.interpolation,
+                                                inverse_uniform=self.inverse_uniform)  # fmt: skip
         if self.flip and rng.random() < 0.5:
             clip = horizontal_flip(clip)
         if self.rand_augment is not None:

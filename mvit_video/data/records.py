@@ -19,13 +19,15 @@ class DatasetError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class VideoRecord:
-    """One labelled video of a split."""
+    """One labelled video of a split: a class index, or a tuple of them for multi-label data."""
 
     path: str
-    label: int
+    label: int | tuple[int, ...]
 
 
-def read_csv_split(csv_path: str, path_prefix: str = "", separator: str = " ") -> list[VideoRecord]:
+def read_csv_split(
+    csv_path: str, path_prefix: str = "", separator: str = " ", multi_label: bool = False
+) -> list[VideoRecord]:
     """Reads a PySlowFast split file: one ``path<separator>label`` per line.
 
     Args:
@@ -33,6 +35,8 @@ def read_csv_split(csv_path: str, path_prefix: str = "", separator: str = " ") -
         path_prefix: joined in front of every relative path (``DATA.PATH_PREFIX``).
         separator: between path and label (``DATA.PATH_LABEL_SEPARATOR``); paths may contain it, the label is
             the text after its last occurrence.
+        multi_label: the label is a comma-separated list of classes (``path 3,17,42``; ``DATA.MULTI_LABEL``);
+            records then hold tuples of class indices.
 
     Raises:
         DatasetError: the file is missing or a row is malformed (file, line number and row in the message).
@@ -46,11 +50,14 @@ def read_csv_split(csv_path: str, path_prefix: str = "", separator: str = " ") -
             if not row:
                 continue
             path, sep, label = row.rpartition(separator)
-            if not sep or not path.strip() or not re.fullmatch(r"-?\d+", label.strip()):
+            pattern = r"-?\d+(,-?\d+)*" if multi_label else r"-?\d+"
+            if not sep or not path.strip() or not re.fullmatch(pattern, label.strip()):
+                expected = "comma-separated integer labels" if multi_label else "integer label"
                 raise DatasetError(
-                    f"{csv_path}:{line_no}: malformed row {row!r}; expected '<path>{separator}<integer label>'"
+                    f"{csv_path}:{line_no}: malformed row {row!r}; expected '<path>{separator}<{expected}>'"
                 )
-            records.append(VideoRecord(os.path.join(path_prefix, path.strip()), int(label)))
+            labels = tuple(int(v) for v in label.split(",")) if multi_label else int(label)
+            records.append(VideoRecord(os.path.join(path_prefix, path.strip()), labels))
     if not records:
         raise DatasetError(f"{csv_path} lists no videos")
     return records
@@ -89,13 +96,15 @@ def read_ssv2_split(
 
 
 def check_labels(records: list[VideoRecord], num_classes: int, source: str) -> None:
-    """Every label must index a class of the model."""
-    bad = next((r for r in records if not 0 <= r.label < num_classes), None)
-    if bad is not None:
-        raise DatasetError(
-            f"{source}: label {bad.label} of {bad.path} is outside 0..{num_classes - 1}; "
-            "check MODEL.NUM_CLASSES and the split file"
-        )
+    """Every label (each of a multi-label record's) must index a class of the model."""
+    for record in records:
+        labels = record.label if isinstance(record.label, tuple) else (record.label,)
+        bad = next((label for label in labels if not 0 <= label < num_classes), None)
+        if bad is not None:
+            raise DatasetError(
+                f"{source}: label {bad} of {record.path} is outside 0..{num_classes - 1}; "
+                "check MODEL.NUM_CLASSES and the split file"
+            )
 
 
 def find_missing(records: list[VideoRecord], limit: Optional[int] = None) -> list[VideoRecord]:

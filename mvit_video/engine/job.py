@@ -13,14 +13,18 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from ..config import ConfigError
 from ..data.loader import check_split
 from ..models import build_model
 from ..models.pretrained import CheckpointError
 from ..process import is_main_process, setup_logging
-from .distributed import barrier, launch, torchrun_plan
 from .checkpoint import has_checkpoint
-from .trainer import init_from_checkpoint, load_test_model, test, train
+from .distributed import barrier, launch, torchrun_plan
+from .init_checkpoint import init_from_checkpoint
+from .optim import build_optimizer
+from .trainer import load_test_model, test, train
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +61,14 @@ def _check_checkpoint(key: str, load: Callable[[], object]) -> None:
     try:
         load()
     except CheckpointError as e:
-        raise CheckpointError(f"{key}: {e}") from None
+        raise CheckpointError(str(e) if key in str(e) else f"{key}: {e}") from None
+
+
+def _initialise_fresh_model(cfg) -> None:
+    """Starts a throw-away model, optimizer and scaler from TRAIN.CHECKPOINT_FILE_PATH as training will."""
+    model = build_model(cfg)
+    scaler = torch.amp.GradScaler("cpu", enabled=cfg.TRAIN.PRECISION == "fp16")
+    init_from_checkpoint(cfg, model, build_optimizer(model, cfg), scaler)
 
 
 def preflight(cfg) -> None:
@@ -67,10 +78,9 @@ def preflight(cfg) -> None:
     check_output_dir(cfg.OUTPUT_DIR)
     for split in needed_splits(cfg):
         check_split(cfg, split)
-    initial = cfg.TRAIN.CHECKPOINT_FILE_PATH
-    if cfg.TRAIN.ENABLE and initial and not (cfg.TRAIN.AUTO_RESUME and has_checkpoint(cfg.OUTPUT_DIR)):
-        reinit = cfg.TRAIN.CHECKPOINT_REINIT_HEAD
-        _check_checkpoint("TRAIN.CHECKPOINT_FILE_PATH", lambda: init_from_checkpoint(build_model(cfg), initial, reinit))
+    resumes = cfg.TRAIN.AUTO_RESUME and has_checkpoint(cfg.OUTPUT_DIR)
+    if cfg.TRAIN.ENABLE and cfg.TRAIN.CHECKPOINT_FILE_PATH and not resumes:
+        _check_checkpoint("TRAIN.CHECKPOINT_FILE_PATH", lambda: _initialise_fresh_model(cfg))
     if cfg.TEST.ENABLE and cfg.TEST.CHECKPOINT_FILE_PATH:
         _check_checkpoint("TEST.CHECKPOINT_FILE_PATH", lambda: load_test_model(cfg, cfg.TEST.CHECKPOINT_FILE_PATH))
 

@@ -205,8 +205,6 @@ def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
     """
     solver = cfg.SOLVER
     _check_optimizer_name(solver.OPTIMIZING_METHOD, key="SOLVER.OPTIMIZING_METHOD")
-    if solver.get("LARS_ON", False):
-        raise ValueError("SOLVER.LARS_ON=True: LARS is not supported by mvit_video; set SOLVER.LARS_ON False")
     inner = unwrap_model(model)
     skip = inner.no_weight_decay() if cfg.MVIT.ZERO_DECAY_POS_CLS and hasattr(inner, "no_weight_decay") else ()
     groups = param_groups(

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 STATS_FILE = "json_stats.log"
 CURVES_FILE = "training_curves.png"
-_TB_SCALARS = ("loss", "lr", "grad_norm", "top1_err", "top5_err", "data_time", "net_time", "mem_mb")
+_TB_SCALARS = ("loss", "lr", "grad_norm", "top1_err", "top5_err", "map", "data_time", "net_time", "mem_mb")
 
 
 def _rounded(stats: Mapping[str, Any]) -> dict[str, Any]:

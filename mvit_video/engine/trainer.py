@@ -1,14 +1,15 @@
 """The training and multi-view test loops behind ``tools/run_net.py``, with PySlowFast's semantics.
 
-``train(cfg)``: seed, build the model (DDP-wrapped in a multi-process run), optionally start from
-``TRAIN.CHECKPOINT_FILE_PATH``, resume from the latest checkpoint in ``OUTPUT_DIR`` (``TRAIN.AUTO_RESUME``), then
-per epoch: train (per-iteration LR, mixup / cross entropy, autocast in ``TRAIN.PRECISION`` with a loss scaler for
-fp16, ``TRAIN.GRAD_ACCUM_STEPS`` batches per optimizer step, gradient clipping), validate every
-``TRAIN.EVAL_PERIOD`` epochs and checkpoint every ``TRAIN.CHECKPOINT_PERIOD`` epochs and at the end.
+``train(cfg)``: seed, build the model (DDP-wrapped in a multi-process run), resume from the latest checkpoint in
+``OUTPUT_DIR`` (``TRAIN.AUTO_RESUME``) or else start from ``TRAIN.CHECKPOINT_FILE_PATH`` (a training checkpoint
+continues after its epoch unless ``TRAIN.CHECKPOINT_EPOCH_RESET``), then per epoch: train (per-iteration LR, mixup,
+the ``MODEL.LOSS_FUNC`` loss, autocast in ``TRAIN.PRECISION`` with a loss scaler for fp16, ``TRAIN.GRAD_ACCUM_STEPS``
+batches per optimizer step, gradient clipping), validate every ``TRAIN.EVAL_PERIOD`` epochs and checkpoint every
+``TRAIN.CHECKPOINT_PERIOD`` epochs and at the end.
 
 ``test(cfg)``: multi-view evaluation of ``TEST.CHECKPOINT_FILE_PATH`` (or the latest checkpoint) on the test split;
 every rank scores its shard, rank 0 gathers and writes ``test_results.json``, ``test_predictions.pt`` and
-``confusion_matrix.png`` to ``OUTPUT_DIR``.
+``confusion_matrix.png`` (and ``TEST.SAVE_RESULTS_PATH``, PySlowFast's pickle) to ``OUTPUT_DIR``.
 
 Randomness: the model is initialised from ``RNG_SEED``; each epoch re-seeds torch from (``RNG_SEED``, epoch, rank)
 and the data pipeline draws per item, so an epoch's batches, augmentations and drop-path masks do not depend on
@@ -24,25 +25,26 @@ import os
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from ..errors import UserError
 from ..config import ConfigError
 from ..data.loader import build_loader
-from ..data.mixup import Mixup, soft_target_cross_entropy
+from ..data.mixup import Mixup
 from ..models import build_model, load_pretrained
 from ..models.pretrained import check_complete
 from ..models.stats import count_flops, count_params
 from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from ..process import is_dist, is_main_process, rank, world_size
-from .distributed import all_reduce_mean, barrier, share_cpu, unwrap_model
+from .distributed import all_reduce_mean, barrier, share_cpu, unwrap_model, wrap_ddp
+from .init_checkpoint import init_from_checkpoint
+from .losses import LossExplosionGuard, classification_loss
 from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, topk_ranked, write_results
 from .stats import CURVES_FILE, STATS_FILE, Meter, StatsLogger, memory_mb, plot_training_curves
 from .optim import LRSchedule, build_optimizer, set_lr
@@ -50,12 +52,11 @@ from .optim import LRSchedule, build_optimizer, set_lr
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-# tensors a checkpoint may lack and the model starts fresh (temporal tables of image checkpoints)
-_MAY_BE_MISSING = ("rel_pos_t", "pos_embed_temporal")
 
 
 class TrainingDiverged(UserError, RuntimeError):
-    """The loss became NaN or infinite; the message names the last good checkpoint."""
+    """The loss became NaN or infinite, or exploded (``TRAIN.KILL_LOSS_EXPLOSION_FACTOR``); the message names the
+    last good checkpoint."""
 
 
 # ----------------------------------------------------------------------------------------------------------- set-up
@@ -87,15 +88,6 @@ def autocast(device: torch.device, precision: str):
     """The autocast context of ``TRAIN.PRECISION`` (a no-op for fp32)."""
     dtype = _DTYPES[precision]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def init_from_checkpoint(model: nn.Module, path: str, reinit_head: bool) -> None:
-    """Loads ``TRAIN.CHECKPOINT_FILE_PATH`` weights into ``model``; a checkpoint that lacks tensors of the model
-    (another depth or variant) or classifies another number of classes without ``reinit_head`` is a
-    one-line ``CheckpointError``."""
-    report = load_pretrained(model, path, num_classes_mismatch="reinit" if reinit_head else "error")
-    check_complete(report, path, _MAY_BE_MISSING)
-    logger.info("initialised from %s: %s", path, report.summary())
 
 
 def log_model_info(cfg, model: nn.Module, stats: StatsLogger) -> None:
@@ -140,6 +132,10 @@ class Run:
     schedule: LRSchedule
     device: torch.device
     stats: StatsLogger
+    loss_guard: LossExplosionGuard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loss_guard = LossExplosionGuard(self.cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR)
 
 
 def build_mixup(cfg, epoch: int) -> Mixup | None:
@@ -151,15 +147,16 @@ def build_mixup(cfg, epoch: int) -> Mixup | None:
                  rng=random.Random(epoch_seed(cfg, epoch)))  # fmt: skip
 
 
-def compute_loss(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, mixup: Mixup | None):
-    """Forward and loss: soft-target CE on mixed clips with MIXUP.ENABLE (smoothing inside the targets), else
-    plain cross entropy, as PySlowFast does. Returns (loss, logits); the loss is float32."""
+def compute_loss(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, mixup: Mixup | None,
+                 loss_func: str = "cross_entropy"):  # fmt: skip
+    """Forward and the ``MODEL.LOSS_FUNC`` loss (``losses.classification_loss``) against the labels, or with
+    MIXUP.ENABLE against the mixed soft targets of the mixed clips (smoothing inside the targets), as PySlowFast
+    does. Returns (loss, logits); the loss is float32."""
+    targets = labels
     if mixup is not None:
         videos, targets = mixup(videos, labels)
-        logits = model(videos)
-        return soft_target_cross_entropy(logits.float(), targets), logits
     logits = model(videos)
-    return F.cross_entropy(logits.float(), labels), logits
+    return classification_loss(loss_func, logits.float(), targets), logits
 
 
 def clip_and_measure(cfg, model: nn.Module) -> float:
@@ -171,14 +168,19 @@ def clip_and_measure(cfg, model: nn.Module) -> float:
     return float(nn.utils.clip_grad_norm_(params, max_norm))
 
 
-def check_loss(loss: float, cfg, epoch: int, iteration: int) -> None:
-    """Raises ``TrainingDiverged`` (one line, naming the last good checkpoint) for a NaN or infinite loss."""
-    if math.isfinite(loss):
+def check_loss(loss: float, cfg, epoch: int, iteration: int, guard: LossExplosionGuard | None = None) -> None:
+    """Raises ``TrainingDiverged`` (one line, naming the last good checkpoint) for a NaN or infinite loss, or one that
+    exploded (``guard``: TRAIN.KILL_LOSS_EXPLOSION_FACTOR)."""
+    previous = guard.exploded(loss, epoch) if guard is not None and math.isfinite(loss) else None
+    if math.isfinite(loss) and previous is None:
         return
+    problem = f"loss is {loss}" if previous is None else (
+        f"loss {loss:.4g} is more than TRAIN.KILL_LOSS_EXPLOSION_FACTOR={guard.factor:g} times the mean of the 5 "
+        f"before it ({previous:.4g})")  # fmt: skip
     last = latest_checkpoint(cfg.OUTPUT_DIR)
     where = f"resume from {last}" if last else "no checkpoint was written yet"
     raise TrainingDiverged(
-        f"loss is {loss} at epoch {epoch + 1}, iteration {iteration + 1}; {where} "
+        f"{problem} at epoch {epoch + 1}, iteration {iteration + 1}; {where} "
         "with a lower SOLVER.BASE_LR or SOLVER.CLIP_GRAD_L2NORM set"
     )
 
@@ -209,9 +211,9 @@ def train_step(run: Run, batch: dict, mixup: Mixup | None, epoch: int, it: int, 
     no_sync = run.model.no_sync if is_dist() and not acc.last else contextlib.nullcontext
     with no_sync():
         with autocast(run.device, run.cfg.TRAIN.PRECISION):
-            loss, logits = compute_loss(run.model, videos, labels, mixup)
+            loss, logits = compute_loss(run.model, videos, labels, mixup, run.cfg.MODEL.LOSS_FUNC)
         loss_value, top1, top5 = all_reduce_mean([loss.item(), *topk_errors(logits.detach(), labels)], run.device)
-        check_loss(loss_value, run.cfg, epoch, it)
+        check_loss(loss_value, run.cfg, epoch, it, run.loss_guard)
         if acc.first:
             run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss / acc.size).backward()
@@ -258,7 +260,8 @@ def train_epoch(run: Run, loader, epoch: int) -> dict[str, float]:
 def score_views(cfg, model: nn.Module, loader, device: torch.device, num_views: int, desc: str):
     """Scores every view of every video of ``loader`` on this process; (B, V, C, T, H, W) batches run as B*V
     clips. Returns the gathered ``MultiViewAccumulator`` (every video of the split, on every rank)."""
-    acc = MultiViewAccumulator(cfg.MODEL.NUM_CLASSES, num_views, cfg.DATA.ENSEMBLE_METHOD)
+    acc = MultiViewAccumulator(cfg.MODEL.NUM_CLASSES, num_views, cfg.DATA.ENSEMBLE_METHOD, cfg.MODEL.HEAD_ACT,
+                               cfg.DATA.MULTI_LABEL)  # fmt: skip
     model.eval()
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not is_main_process()):
         videos = batch["video"]
@@ -283,18 +286,21 @@ def validate(run: Run, loader, epoch: int) -> dict[str, Any]:
                              "num_videos": metrics["num_videos"], "num_failed": metrics["num_failed"]}  # fmt: skip
     if metrics["top1"] is not None:
         stats["top1_err"], stats["top5_err"] = 100.0 - metrics["top1"], 100.0 - metrics["top5"]
+    if metrics["map"] is not None:  # DATA.MULTI_LABEL
+        stats["map"] = metrics["map"]
     run.stats.log(stats, step=epoch + 1)
     return stats
 
 
 def resume_or_init(cfg, model: nn.Module, optimizer, scaler) -> int:
-    """The 0-based epoch to start at: after the latest checkpoint in OUTPUT_DIR (TRAIN.AUTO_RESUME), else 0 with
-    weights from TRAIN.CHECKPOINT_FILE_PATH when set."""
+    """The 0-based epoch to start at: after the latest checkpoint in OUTPUT_DIR (TRAIN.AUTO_RESUME), else from
+    TRAIN.CHECKPOINT_FILE_PATH when set (``init_checkpoint.init_from_checkpoint``: a training checkpoint continues
+    after its epoch unless TRAIN.CHECKPOINT_EPOCH_RESET), else 0."""
     last = latest_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if last is not None:
         return int(load_training_state(last, model, optimizer, scaler=scaler)["start_epoch"])
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        init_from_checkpoint(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, cfg.TRAIN.CHECKPOINT_REINIT_HEAD)
+        return init_from_checkpoint(cfg, model, optimizer, scaler)
     return 0
 
 
@@ -328,8 +334,7 @@ def setup_run(cfg) -> tuple[Run, int]:
     if world_size() > 1:
         # CPU depthwise-conv gradients carry arbitrary strides on their size-1 dimension; DDP warns, harmlessly
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        ids = [device.index] if device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
+        model = wrap_ddp(model, device, cfg.MODEL.FP16_ALLREDUCE)
     if cfg.MODEL.COMPILE:
         model = torch.compile(model)
     stats = StatsLogger(cfg.OUTPUT_DIR, _tensorboard_dir(cfg))
@@ -423,6 +428,6 @@ def test(cfg, config_path: str | None = None) -> dict[str, Any]:
     if is_main_process():
         print(format_metrics(metrics, "test"), flush=True)
         write_results(cfg.OUTPUT_DIR, metrics, acc, checkpoint=path, config_path=config_path,
-                      class_names=class_names(cfg))  # fmt: skip
+                      class_names=class_names(cfg), save_results_path=cfg.TEST.SAVE_RESULTS_PATH)  # fmt: skip
     barrier()
     return metrics

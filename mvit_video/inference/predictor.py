@@ -26,6 +26,7 @@ from ..data.classnames import ClassNamesError, load_classnames
 from ..data.kinetics import ClipSampling, frames_to_clip, views_from_frames
 from ..data.loader import clip_sampling
 from ..models import build_model, load_pretrained
+from ..models.layers import head_activation
 from ..models.pretrained import check_complete
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ class Predictor:
         class_names: one name per class.
         device: where the model runs.
         topk: classes reported per clip.
-        activation: "softmax" (PySlowFast's test head) or "sigmoid" (``MODEL.HEAD_ACT``).
+        activation: ``MODEL.HEAD_ACT``: "softmax" (PySlowFast's default test head), "sigmoid" or "none"
+            (``head_activation``, the rule the evaluator follows too).
     """
 
     def __init__(self, model: nn.Module, preprocess: ClipPreprocess, class_names: Sequence[str],
@@ -138,7 +140,7 @@ class Predictor:
         clip = self.preprocess.clip(frames, fps).to(self.device)
         with torch.inference_mode():
             logits = self.model(clip)[0].float()
-        scores = logits.sigmoid() if self.activation == "sigmoid" else logits.softmax(-1)
+        scores = head_activation(logits, self.activation)
         probs, ids = scores.topk(self.topk)
         probs, ids = probs.tolist(), ids.tolist()  # waits for the device
         seconds = time.perf_counter() - start

@@ -16,6 +16,10 @@ from .attention import resize_rel_pos
 INFLATE_MODES = ("average", "centre")
 
 
+class InflationRefused(ValueError):
+    """A 2-D kernel would need inflating to fit a 3-D model, and inflation was not asked for."""
+
+
 def inflate_kernel(weight: torch.Tensor, time: int, mode: str = "average") -> torch.Tensor:
     """Turns a 2-D conv kernel (O, I, h, w) or (O, I, 1, h, w) into a 3-D one (O, I, time, h, w).
 
@@ -105,7 +109,7 @@ def adapt_state_dict(
     state_dict: Mapping[str, torch.Tensor],
     model_state: Mapping[str, torch.Tensor],
     patch_dims: tuple,
-    inflate: str = "average",
+    inflate: str | None = "average",
     source_dims: tuple | None = None,
 ) -> tuple[dict, list[str]]:
     """Resizes tensors whose shapes differ from the model's where the meaning allows it.
@@ -117,11 +121,14 @@ def adapt_state_dict(
         state_dict: checkpoint tensors with PySlowFast names.
         model_state: the model's state dict (for target shapes).
         patch_dims: the model's token grid (T, H, W) after patch embedding.
-        inflate: how 2-D kernels become 3-D (see ``inflate_kernel``).
+        inflate: how 2-D kernels become 3-D (see ``inflate_kernel``); None refuses to inflate them.
         source_dims: the checkpoint's token grid (T, H, W) when known (see ``resize_pos_embed``).
 
     Returns:
         The new state dict and one human-readable note per changed tensor.
+
+    Raises:
+        InflationRefused: ``inflate`` is None and a 2-D kernel would need inflating (the message names it).
     """
     out, notes = dict(state_dict), []
     for key, value in state_dict.items():
@@ -143,5 +150,8 @@ def _adapt_one(key, value, target_shape, patch_dims, inflate, source_dims):
     is_2d_kernel = value.ndim == 4 or (value.ndim == 5 and value.shape[2] == 1)
     if key.endswith("weight") and len(target_shape) == 5 and is_2d_kernel:
         if tuple(value.shape[:2]) == tuple(target_shape[:2]) and tuple(value.shape[-2:]) == tuple(target_shape[-2:]):
+            if inflate is None:
+                raise InflationRefused(f"{key} is a 2-D kernel {list(value.shape)} and the model's is 3-D "
+                                 f"{list(target_shape)}: inflation was not asked for")  # fmt: skip
             return inflate_kernel(value, target_shape[2], inflate)
     return None

@@ -8,6 +8,7 @@ from ..config import ConfigError
 from .mvit import MViT, MViTConfig
 
 _SUPPORTED_ARCHS = ("mvit",)
+_MODEL_NAME = "MViT"  # PySlowFast's registry name of MViT v1/v2, video and image
 
 
 def _as_tuple(value) -> tuple:
@@ -18,6 +19,8 @@ def _check_supported(cfg) -> None:
     """Options PySlowFast has that this toolkit does not build (yet): one clear line each."""
     if str(cfg.MODEL.ARCH).lower() not in _SUPPORTED_ARCHS:
         raise ConfigError(f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; use one of {list(_SUPPORTED_ARCHS)}")
+    if cfg.MODEL.MODEL_NAME != _MODEL_NAME:
+        raise ConfigError(f"MODEL.MODEL_NAME={cfg.MODEL.MODEL_NAME!r} is not built by mvit_video; use {_MODEL_NAME!r}")
     unsupported = {
         "MVIT.POOL_FIRST": cfg.MVIT.POOL_FIRST,
         "MVIT.USE_FIXED_SINCOS_POS": cfg.MVIT.USE_FIXED_SINCOS_POS,
@@ -73,6 +76,7 @@ def mvit_config_from_cfg(cfg) -> MViTConfig:
         drop_path_rate=m.DROPPATH_RATE,
         drop_rate=m.DROPOUT_RATE,
         head_dropout=cfg.MODEL.DROPOUT_RATE,
+        detach_head=cfg.MODEL.DETACH_FINAL_FC,
         layer_scale_init_value=m.LAYER_SCALE_INIT_VALUE,
         head_init_scale=m.HEAD_INIT_SCALE,
         norm_stem=m.NORM_STEM,

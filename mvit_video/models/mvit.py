@@ -53,6 +53,7 @@ class MViTConfig:
         drop_path_rate: stochastic depth at the last block (linear from 0).
         drop_rate: dropout in attention output and MLP.
         head_dropout: dropout before the classifier.
+        detach_head: train the classifier only: no gradient flows below it (linear probing).
         layer_scale_init_value: > 0 enables learnable per-channel residual scales.
         head_init_scale: scales the classifier's initial weights.
         norm_stem: LayerNorm right after patch embedding.
@@ -96,6 +97,7 @@ class MViTConfig:
     drop_path_rate: float = 0.1
     drop_rate: float = 0.0
     head_dropout: float = 0.0
+    detach_head: bool = False
     layer_scale_init_value: float = 0.0
     head_init_scale: float = 1.0
     norm_stem: bool = False
@@ -266,7 +268,7 @@ class MViT(nn.Module):
         self.blocks = nn.ModuleList(MultiScaleBlock(spec, cfg) for spec in specs)
         self.num_features = specs[-1].dim_out
         self.norm = nn.LayerNorm(self.num_features, eps=cfg.norm_eps)
-        self.head = ClassificationHead(self.num_features, cfg.num_classes, cfg.head_dropout)
+        self.head = ClassificationHead(self.num_features, cfg.num_classes, cfg.head_dropout, cfg.detach_head)
         self._init_weights(cfg.head_init_scale)
 
     def _init_weights(self, head_init_scale: float) -> None:

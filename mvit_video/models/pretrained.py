@@ -14,8 +14,8 @@ from iopath.common.file_io import g_pathmgr
 from torch import nn
 
 from ..errors import UserError
-from .adapt import adapt_state_dict
-from .convert import convert_to_slowfast, stored_patch_dims
+from .adapt import InflationRefused, adapt_state_dict
+from .convert import convert_to_slowfast, stored_patch_dims, unwrap_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -185,13 +185,46 @@ def _check_shapes(state: Mapping, model_state: Mapping, origin: str) -> None:
         )
 
 
+def clear_name_patterns(obj: Mapping[str, Any], patterns: Sequence[str], origin: str = "checkpoint") -> dict:
+    """A checkpoint whose tensor names lose the first occurrence of each pattern, pattern by pattern, as PySlowFast's
+    ``TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN`` does (``["backbone."]``: ``backbone.blocks.0...`` -> ``blocks.0...``).
+
+    Args:
+        obj: a loaded checkpoint or state dict (PySlowFast / DDP wrappers are fine).
+        patterns: substrings to remove.
+        origin: the checkpoint's path, for messages.
+
+    Returns:
+        ``{"model_state": renamed state dict, **the checkpoint's other entries}``.
+
+    Raises:
+        CheckpointError: the checkpoint holds no state dict, or two tensors end up with the same name.
+    """
+    try:
+        state, meta = unwrap_checkpoint(obj)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{origin}: {e}") from None
+    for pattern in patterns:
+        renamed: dict[str, Any] = {}
+        for key, value in state.items():
+            new = key.replace(pattern, "", 1)
+            if new in renamed:
+                raise CheckpointError(f"{origin}: removing {pattern!r} (TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN) gives two "
+                                      f"tensors the name {new!r}; remove that pattern")  # fmt: skip
+            renamed[new] = value
+        state = renamed
+    return {**meta, "model_state": state}
+
+
 def load_pretrained(
     model: nn.Module,
     path_or_state_dict: Union[str, os.PathLike, Mapping[str, Any]],
     num_classes_mismatch: str = "error",
-    inflate: str = "average",
+    inflate: str | None = "average",
     source_format: str | None = None,
     trust_checkpoint: bool = False,
+    clear_patterns: Sequence[str] = (),
+    origin: str | None = None,
 ) -> LoadReport:
     """Loads weights of any supported format into ``model`` (an ``MViT``), adapting what can be adapted.
 
@@ -206,21 +239,33 @@ def load_pretrained(
         path_or_state_dict: a checkpoint path, or an already loaded checkpoint / state dict.
         num_classes_mismatch: "error" (default) raises when the classifier sizes differ; "reinit" keeps the
             model's freshly initialised head.
-        inflate: "average" or "centre", for 2-D -> 3-D kernels.
+        inflate: "average" or "centre", for 2-D -> 3-D kernels; None makes a checkpoint whose kernels would need
+            inflating a ``CheckpointError`` (``TRAIN.CHECKPOINT_INFLATE`` False).
         source_format: skip detection and treat the checkpoint as this format.
         trust_checkpoint: allow full (code-executing) unpickling for files that need it.
+        clear_patterns: substrings removed from the tensor names first (``clear_name_patterns``).
+        origin: where a given checkpoint object came from, for messages (default: its path, or "checkpoint").
 
     Returns:
         A ``LoadReport``; its summary is also logged.
     """
-    origin = os.fspath(path_or_state_dict) if isinstance(path_or_state_dict, (str, os.PathLike)) else "checkpoint"
-    obj = read_checkpoint(path_or_state_dict, trust_checkpoint) if origin != "checkpoint" else path_or_state_dict
+    is_path = isinstance(path_or_state_dict, (str, os.PathLike))
+    obj = read_checkpoint(path_or_state_dict, trust_checkpoint) if is_path else path_or_state_dict
+    origin = origin or (os.fspath(path_or_state_dict) if is_path else "checkpoint")
+    if clear_patterns:
+        obj = clear_name_patterns(obj, clear_patterns, origin)
     try:
         state, fmt = convert_to_slowfast(obj, source_format)
     except ValueError as e:
         raise CheckpointError(f"{origin}: {e}") from None
     model_state = model.state_dict()
-    state, notes = adapt_state_dict(state, model_state, tuple(model.patch_dims), inflate, stored_patch_dims(obj))
+    try:
+        state, notes = adapt_state_dict(state, model_state, tuple(model.patch_dims), inflate, stored_patch_dims(obj))
+    except InflationRefused as e:
+        raise CheckpointError(f"{origin}: {e}; set TRAIN.CHECKPOINT_INFLATE True to inflate 2-D kernels to 3-D "
+                              "(in Python inflate='average')") from None  # fmt: skip
+    except ValueError as e:
+        raise CheckpointError(f"{origin}: {e}") from None
     report = LoadReport(fmt, adapted=notes)
     _check_shapes({k: v for k, v in state.items() if k not in HEAD_KEYS}, model_state, origin)
     report.head_reinitialized = _split_head(state, model_state, num_classes_mismatch, origin)

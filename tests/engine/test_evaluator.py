@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mvit_video.config.defaults import HEAD_ACTS
 from mvit_video.engine.evaluator import (
     EvaluationError,
     MultiViewAccumulator,
     aggregate_views,
+    average_precision,
     compute_metrics,
     format_metrics,
     gather,
     load_predictions,
+    topk_ranked,
     write_results,
 )
 
@@ -225,9 +229,10 @@ def test_write_results_files(tmp_path):
     paths = write_results(tmp_path / "out", metrics, acc, "ckpt/best.pyth", "configs/k400.yaml", ["a", "b", "c"])
 
     results = json.loads((tmp_path / "out" / "test_results.json").read_text())
-    keys = {"top1", "top5", "mean_class_acc", "num_videos", "num_views", "num_failed", "checkpoint", "config"}
+    keys = {"top1", "top5", "mean_class_acc", "map", "num_videos", "num_views", "num_failed", "checkpoint", "config"}
     assert set(results) == keys | {"failed"}
     assert results["top1"] == pytest.approx(75.0) and results["top5"] == pytest.approx(100.0)
+    assert results["map"] is None  # single-label: no mAP
     assert results["mean_class_acc"] == pytest.approx(200 / 3)
     assert (results["num_videos"], results["num_views"], results["num_failed"]) == (4, 2, 1)
     assert (results["checkpoint"], results["config"]) == ("ckpt/best.pyth", "configs/k400.yaml")
@@ -236,7 +241,7 @@ def test_write_results_files(tmp_path):
     preds = load_predictions(paths["predictions"])
     assert preds["indices"].tolist() == INDICES.tolist() and preds["labels"].tolist() == LABELS.tolist()
     assert preds["view_logits"].shape == (4, 2, 3) and preds["class_names"] == ["a", "b", "c"]
-    assert preds["ensemble"] == "sum" and preds["num_views"] == 2
+    assert preds["ensemble"] == "sum" and preds["head_act"] == "softmax" and preds["num_views"] == 2
     torch.testing.assert_close(preds["video_scores"], aggregate_views(LOGITS, "sum"))
     top1 = (aggregate_views(preds["view_logits"], preds["ensemble"]).argmax(1) == preds["labels"]).float().mean()
     assert 100 * top1.item() == pytest.approx(results["top1"])
@@ -245,6 +250,7 @@ def test_write_results_files(tmp_path):
 
     width, height = _png_size(tmp_path / "out" / "confusion_matrix.png")
     assert 400 <= width <= 2500 and 400 <= height <= 2500
+    assert "pyslowfast_results" not in paths  # TEST.SAVE_RESULTS_PATH empty
 
 
 def test_confusion_png_many_classes_without_names(tmp_path):
@@ -269,3 +275,105 @@ def test_format_metrics_line():
     assert format_metrics(metrics) == (
         "test: top-1 71.23% top-5 90.10% mean-class 70.52% | 19796 videos x 5 views | 8 failed (excluded)"
     )
+    multi = {**metrics, "multi_label": True, "map": 45.104}
+    assert format_metrics(multi, "val") == "val: mAP 45.10% | 19796 videos x 5 views | 8 failed (excluded)"
+
+
+# --------------------------------------------------------------------------------- head activation and multi-label
+
+
+def _act_by_hand(logits: torch.Tensor, act: str) -> torch.Tensor:
+    if act == "softmax":
+        return logits.exp() / logits.exp().sum(dim=-1, keepdim=True)
+    if act == "sigmoid":
+        return 1.0 / (1.0 + (-logits).exp())
+    assert act == "none"
+    return logits
+
+
+@pytest.mark.parametrize("act", HEAD_ACTS)
+def test_every_head_act_is_the_test_time_rule(act):
+    """Each MODEL.HEAD_ACT value scores the views before the ensemble (PySlowFast's head in eval mode)."""
+    logits = torch.randn(5, 3, 4, generator=torch.Generator().manual_seed(0))
+    by_hand = _act_by_hand(logits, act)
+    torch.testing.assert_close(aggregate_views(logits, "sum", act), by_hand.sum(1))
+    torch.testing.assert_close(aggregate_views(logits, "max", act), by_hand.max(1).values)
+    acc = MultiViewAccumulator(4, 3, "sum", head_act=act)
+    acc.add(torch.arange(5), logits, torch.zeros(5, dtype=torch.long))
+    torch.testing.assert_close(acc.scores()[1], by_hand.sum(1))
+    with pytest.raises(ValueError, match="'relu'"):
+        MultiViewAccumulator(4, 3, head_act="relu")
+
+
+def _ap_without_ties(scores: list[float], positives: list[bool]) -> float:
+    """AP of distinct scores: the mean over positives of the precision at their rank."""
+    ranked = [hit for _, hit in sorted(zip(scores, positives), key=lambda pair: -pair[0])]
+    precisions, found = [], 0
+    for rank, hit in enumerate(ranked, start=1):
+        if hit:
+            found += 1
+            precisions.append(found / rank)
+    return sum(precisions) / len(precisions)
+
+
+def test_average_precision_against_its_definition():
+    g = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        scores, positives = torch.rand(40, generator=g), torch.rand(40, generator=g) < 0.3
+        positives[0] = True
+        expected = _ap_without_ties(scores.tolist(), positives.tolist())
+        assert average_precision(scores, positives) == pytest.approx(expected)
+    # tied videos enter together (scikit-learn's thresholds): 0.9 -> P 1, R 1/2; 0.8 -> P 2/3, R 1
+    tied = average_precision(torch.tensor([0.9, 0.8, 0.8, 0.1]), torch.tensor([True, False, True, False]))
+    assert tied == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+
+
+MULTI_LOGITS = torch.randn(6, 2, 4, generator=torch.Generator().manual_seed(5))
+MULTI_LABELS = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 1, 1, 0]])
+
+
+def test_multi_label_map_over_classes_with_positives():
+    """mAP of sigmoid-summed views, over classes 0-2 only (class 3 has no positive video: PySlowFast drops it)."""
+    acc = MultiViewAccumulator(4, 2, "sum", head_act="sigmoid", multi_label=True)
+    acc.add(torch.arange(3), MULTI_LOGITS[:3], MULTI_LABELS[:3])
+    acc.add(torch.arange(3, 6), MULTI_LOGITS[3:], MULTI_LABELS[3:].float())
+    metrics = compute_metrics(acc)
+    video_scores = _act_by_hand(MULTI_LOGITS, "sigmoid").sum(1)
+    expected = [_ap_without_ties(video_scores[:, k].tolist(), (MULTI_LABELS[:, k] > 0).tolist()) for k in range(3)]
+    assert metrics["map"] == pytest.approx(100 * sum(expected) / 3)
+    assert metrics["multi_label"] and metrics["top1"] is None and metrics["confusion_matrix"] is None
+    with pytest.raises(EvaluationError, match="rows of 0 and 1"):
+        acc.add([9], MULTI_LOGITS[:1], torch.tensor([[2, 0, 0, 0]]))
+    with pytest.raises(EvaluationError, match=r"\(B, K\) = \(1, 4\)"):
+        acc.add([9], MULTI_LOGITS[:1], torch.tensor([1]))
+
+
+def test_multi_label_results_files_and_pyslowfast_pickle(tmp_path):
+    acc = MultiViewAccumulator(4, 2, "max", head_act="sigmoid", multi_label=True)
+    acc.add(torch.arange(6), MULTI_LOGITS, MULTI_LABELS)
+    metrics = compute_metrics(acc)
+    paths = write_results(tmp_path, metrics, acc, None, None, save_results_path="preds/results.pkl")
+    results = json.loads((tmp_path / "test_results.json").read_text())
+    assert results["map"] == pytest.approx(metrics["map"]) and results["top1"] is None
+    assert "confusion_matrix" not in paths and not (tmp_path / "confusion_matrix.png").exists()
+    assert paths["pyslowfast_results"] == str(tmp_path / "preds" / "results.pkl")
+    with open(paths["pyslowfast_results"], "rb") as f:
+        scores, labels = pickle.load(f)  # PySlowFast's layout: [video scores (N, K), labels]
+    torch.testing.assert_close(scores, _act_by_hand(MULTI_LOGITS, "sigmoid").max(1).values)
+    assert labels.tolist() == MULTI_LABELS.float().tolist()
+
+
+def test_single_label_pyslowfast_pickle(tmp_path):
+    acc = _filled("sum")
+    paths = write_results(tmp_path, compute_metrics(acc), acc, None, None, save_results_path=str(tmp_path / "r.pkl"))
+    with open(tmp_path / "r.pkl", "rb") as f:
+        scores, labels = pickle.load(f)
+    torch.testing.assert_close(scores, VIEW_PROBS.sum(1))
+    assert labels.tolist() == LABELS.tolist() and paths["pyslowfast_results"] == str(tmp_path / "r.pkl")
+
+
+def test_multi_hot_top_k_hit_is_a_true_class_in_the_top_k():
+    scores = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.3, 0.9], [0.1, 0.8, 0.7]])
+    labels = torch.tensor([[0, 1, 1], [0, 0, 1], [1, 0, 1]])
+    _, (top1, top2) = topk_ranked(scores, labels, (1, 2))
+    assert top1 == pytest.approx(100 / 3) and top2 == pytest.approx(100.0)

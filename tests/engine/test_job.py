@@ -71,8 +71,9 @@ def test_num_classes_mismatch_needs_the_reinit_flag(toy_data, tmp_path):
     refused = run_net(toy_data, tmp_path / "refused", "TRAIN.CHECKPOINT_FILE_PATH", path)
     line = one_error_line(refused)
     assert "400 classes" in line and "TRAIN.CHECKPOINT_REINIT_HEAD" in line and not started(refused)
-    tuned = run_net(toy_data, tmp_path / "tuned", "TRAIN.CHECKPOINT_FILE_PATH", path,
-                    "TRAIN.CHECKPOINT_REINIT_HEAD", "True", "SOLVER.MAX_EPOCH", "1", "TEST.ENABLE", "False")  # fmt: skip
+    tuned = run_net(toy_data, tmp_path / "tuned", "TRAIN.CHECKPOINT_FILE_PATH", path, "TRAIN.CHECKPOINT_REINIT_HEAD",
+                    "True", "TRAIN.CHECKPOINT_EPOCH_RESET", "True", "SOLVER.MAX_EPOCH", "1",
+                    "TEST.ENABLE", "False")  # fmt: skip
     assert tuned.returncode == 0, tuned.stderr[-2000:]
     assert "head re-initialised" in tuned.stdout
     source = torch.load(path, weights_only=True)["model_state"]
