@@ -73,7 +73,8 @@ def read_checkpoint(path: Union[str, os.PathLike], trust_checkpoint: bool = Fals
                 "(CLI: --trust-checkpoint)"
             ) from None
         except (RuntimeError, EOFError) as e:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(e).splitlines()[0][:200]})") from None
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]  # an empty file: a bare EOFError
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
 
 
 def check_complete(report: LoadReport, origin: str, may_be_missing: Sequence[str] = ()) -> None:

@@ -213,6 +213,9 @@ def test_errors_are_one_line(tmp_path):
     bare = tmp_path / "bare.pyth"
     torch.save(model.state_dict(), bare)
     assert "not a training checkpoint" in _one_line_error(bare, model)
+    empty = tmp_path / "empty.pyth"
+    empty.write_bytes(b"")
+    assert _one_line_error(empty, model) == f"{empty}: not a readable PyTorch checkpoint (EOFError)"
 
     path = save_checkpoint(tmp_path, 0, model, optimizer, None)
     message = _one_line_error(path, MViT(tiny_v2(num_classes=7)))
