@@ -1,4 +1,4 @@
-"""Process helpers every layer may use: distributed queries, CPU cores and threads, console logging.
+"""Process helpers every layer may use: distributed queries, CPU cores and threads, console logging, stop signals.
 
 This module imports nothing from the package, so models, data, engine and inference can all depend on it.
 """
@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 import torch
 import torch.distributed as dist
+
+# what clusters send to stop a job (SLURM, Kubernetes); training stops cleanly on them (engine/preemption.py)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 def is_dist() -> bool:
@@ -62,3 +67,23 @@ def setup_logging() -> None:
     level = logging.INFO if is_main_process() else logging.WARNING
     logging.basicConfig(level=level, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S", stream=sys.stdout,
                         force=True)  # fmt: skip
+
+
+def shield_from_stop_signals() -> None:
+    """Keeps a data-loader worker alive through SIGTERM / SIGUSR1 sent by anyone but its parent.
+
+    Schedulers signal every process of a job (SLURM), but a worker must keep serving the training process while
+    that one finishes its step; the training process ends its workers itself. SIGUSR1 is ignored. SIGTERM is
+    blocked and taken by a watcher thread that exits only for one from the parent, as torch's worker handler does
+    (the parent's ``terminate()`` at shutdown); any other SIGTERM is dropped.
+    """
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later inherit the mask
+
+    def watch() -> None:
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="sigterm-watcher", daemon=True).start()

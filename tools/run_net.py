@@ -11,6 +11,9 @@
 
 TRAIN.ENABLE runs training, TEST.ENABLE then runs the multi-view test; DEMO.ENABLE runs only the demo (see
 demo/run_demo.py). With the toy config's default data folder (data/toy) the toy dataset is generated on first use.
+
+SIGTERM or SIGUSR1 during training checkpoints the current iteration and exits with status 75 (EX_TEMPFAIL: run
+the same command again to continue, with TRAIN.AUTO_RESUME True).
 """
 
 from __future__ import annotations
@@ -59,10 +62,11 @@ def main(argv=None) -> int:
 
         run_demo(cfg, settings_from_cfg(cfg, test_checkpoint(cfg)))
         return 0
-    from mvit_video.engine.job import run_job
+    from mvit_video.engine.job import run_job, was_stopped
+    from mvit_video.engine.preemption import EXIT_STOPPED
 
-    run_job(cfg, init_method=args.init_method, config_path=args.cfg)
-    return 0
+    results = run_job(cfg, init_method=args.init_method, config_path=args.cfg)
+    return EXIT_STOPPED if was_stopped(results) else 0
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ views of each video: ``"video": (B, V, 3, T, H, W)`` with V = ``TEST.NUM_ENSEMBL
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from functools import partial
-from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -156,6 +157,28 @@ def build_dataset(cfg, split: str) -> Dataset:
     )  # fmt: skip
 
 
+class ResumableDistributedSampler(DistributedSampler):
+    """The training sampler: ``DistributedSampler`` whose epoch can start after its first ``start`` items, so a run
+    stopped mid-epoch continues with the same order without loading the items it already used."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Sets the epoch (its shuffle) and how many of this rank's items of it to skip."""
+        super().set_epoch(epoch)
+        if not 0 <= start <= self.num_samples:
+            raise ValueError(f"start must lie in [0, {self.num_samples}], got {start}")
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
 class ShardSampler(Sampler[int]):
     """Evaluation sampler: rank r gets items r, r + world, ...; every item exactly once across ranks (no padding)."""
 
@@ -197,6 +220,7 @@ def collate_clips(items: list[dict], num_classes: int | None = None) -> dict:
 
 def _worker_init(worker_id: int) -> None:
     torch.set_num_threads(1)  # decoding and augmentation run one thread per worker process
+    process.shield_from_stop_signals()
 
 
 def build_loader(cfg, split: str) -> DataLoader:
@@ -204,8 +228,9 @@ def build_loader(cfg, split: str) -> DataLoader:
 
     ``TRAIN.BATCH_SIZE`` / ``TEST.BATCH_SIZE`` are per machine, as in PySlowFast: each of the machine's processes
     (``world size / NUM_SHARDS``) loads an equal part; the global batch is ``BATCH_SIZE * NUM_SHARDS``. The
-    training sampler is a ``DistributedSampler`` (also for one process): call ``loader.sampler.set_epoch(e)`` and
-    ``loader.dataset.set_epoch(e)`` each epoch. Evaluation uses ``ShardSampler`` (each video once).
+    training sampler is a ``ResumableDistributedSampler`` (also for one process): call ``loader.sampler.set_epoch(e)``
+    (``set_epoch(e, start=n)`` to skip the first n items) and ``loader.dataset.set_epoch(e)`` each epoch.
+    Evaluation uses ``ShardSampler`` (each video once).
     """
     world, rank = process.world_size(), process.rank()
     dataset = build_dataset(cfg, split)
@@ -217,7 +242,7 @@ def build_loader(cfg, split: str) -> DataLoader:
             f"{key}={batch} is per machine and must be divisible by its number of processes ({per_machine})"
         )
     if split == "train":
-        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.RNG_SEED, drop_last=True)
+        sampler = ResumableDistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.RNG_SEED, drop_last=True)
     else:
         sampler = ShardSampler(len(dataset), rank, world)
     workers = cfg.DATA_LOADER.NUM_WORKERS

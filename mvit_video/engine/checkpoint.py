@@ -5,6 +5,12 @@ A checkpoint is a dict with PySlowFast's keys (``epoch``, ``model_state``, ``opt
 when given. Files live in ``OUTPUT_DIR/checkpoints/checkpoint_epoch_NNNNN.pyth``; as in PySlowFast, the file for
 the epoch with 0-based index ``e`` is numbered ``e + 1`` and stores ``"epoch": e``, so training resumes at ``e + 1``.
 
+A run stopped in the middle of epoch ``e`` after ``k`` of its iterations (a SIGTERM) writes
+``checkpoint_epoch_{e:05d}_iter_{k:05d}.pyth``: the numbers count what is done (``e`` epochs, then ``k``
+iterations), so the name sorts after the end of the previous epoch and before the end of this one, by name and in
+``latest_checkpoint``. It stores ``"epoch": e - 1`` (PySlowFast resumes it at the start of epoch ``e``) and
+``"iteration": k``. Writing a checkpoint removes the mid-epoch files it supersedes.
+
 Every value is a tensor or plain Python data, so files load with ``torch.load(..., weights_only=True)``. Writes go
 to a temporary file in the same folder that is flushed, fsynced and renamed onto the final name: a crash while
 saving leaves the previous checkpoint intact, and loaders never see half-written files.
@@ -36,6 +42,7 @@ from .distributed import unwrap_model
 
 __all__ = [
     "capture_rng_state",
+    "checkpoint_candidates",
     "checkpoint_path",
     "has_checkpoint",
     "latest_checkpoint",
@@ -47,16 +54,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
-_NAME_PATTERN = re.compile(r"checkpoint_epoch_(\d{5,})\.pyth")
+_NAME_PATTERN = re.compile(r"checkpoint_epoch_(\d{5,})(?:_iter_(\d{5,}))?\.pyth")
 _FALLBACK_VERSION = "0.1.0"
 _TRAINING_KEYS = ("epoch", "model_state")
 
 PathLike = str | os.PathLike
 
 
-def checkpoint_path(output_dir: PathLike, epoch: int) -> str:
-    """The path of checkpoint number ``epoch``: ``OUTPUT_DIR/checkpoints/checkpoint_epoch_00010.pyth``."""
-    return os.path.join(os.fspath(output_dir), CHECKPOINT_DIR, f"checkpoint_epoch_{epoch:05d}.pyth")
+def checkpoint_path(output_dir: PathLike, epoch: int, iteration: int = 0) -> str:
+    """The path of checkpoint number ``epoch``: ``OUTPUT_DIR/checkpoints/checkpoint_epoch_00010.pyth``; with
+    ``iteration`` > 0, the mid-epoch file ``k`` iterations after it: ``checkpoint_epoch_00010_iter_00042.pyth``."""
+    name = f"checkpoint_epoch_{epoch:05d}" + (f"_iter_{iteration:05d}" if iteration else "") + ".pyth"
+    return os.path.join(os.fspath(output_dir), CHECKPOINT_DIR, name)
 
 
 def _package_version() -> str:
@@ -135,10 +144,10 @@ def _cfg_text(cfg: Any) -> str | None:
     return cfg.dump()
 
 
-def _build_checkpoint(epoch: int, model: nn.Module, optimizer, cfg, scaler, optional: dict) -> dict[str, Any]:
+def _build_checkpoint(position: dict, model: nn.Module, optimizer, cfg, scaler, optional: dict) -> dict[str, Any]:
     state = {k: v.detach().cpu() for k, v in unwrap_model(model).state_dict().items()}
     checkpoint = {
-        "epoch": epoch,
+        **position,
         "model_state": state,
         "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
         "cfg": _cfg_text(cfg),
@@ -179,23 +188,28 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None,
     cfg: Any,
     *,
+    iteration: int | None = None,
     scheduler_state: Any | None = None,
     scaler: torch.amp.GradScaler | None = None,
     sampler_state: Any | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> str:
-    """Saves the training state after epoch ``epoch`` (0-based, as PySlowFast's ``cur_epoch``).
+    """Saves the training state after epoch ``epoch`` (0-based, as PySlowFast's ``cur_epoch``), or after
+    ``iteration`` iterations of it.
 
-    The file is ``checkpoint_path(output_dir, epoch + 1)`` and stores ``"epoch": epoch``. Only the main process
-    (rank 0 when ``torch.distributed`` is initialised) writes; other ranks return the same path without writing.
-    The output folder must be on a local (POSIX-rename) file system.
+    The file is ``checkpoint_path(output_dir, epoch + 1)`` and stores ``"epoch": epoch``; with ``iteration`` it is
+    ``checkpoint_path(output_dir, epoch, iteration)`` and stores ``"epoch": epoch - 1, "iteration": iteration``.
+    Mid-epoch files older than the new file are then removed. Only the main process (rank 0 when
+    ``torch.distributed`` is initialised) writes; other ranks return the same path without writing. The output
+    folder must be on a local (POSIX-rename) file system.
 
     Args:
         output_dir: the run's ``OUTPUT_DIR``; files go to its ``checkpoints/`` subfolder.
-        epoch: 0-based index of the epoch just finished.
+        epoch: 0-based index of the epoch just finished (with ``iteration``: of the epoch in progress).
         model: the model, possibly wrapped in DDP / DataParallel / ``torch.compile`` (the inner module is saved).
         optimizer: its state is saved as ``optimizer_state`` (None stores None).
         cfg: a ``CfgNode`` (saved as ``cfg.dump()`` YAML, as PySlowFast does), a YAML string, or None.
+        iteration: iterations of epoch ``epoch`` done (>= 1), for a stop in the middle of it; None at its end.
         scheduler_state: learning-rate schedule state (plain data), stored when given.
         scaler: an AMP ``GradScaler``; its ``state_dict()`` is stored as ``scaler_state``.
         sampler_state: data-sampler state (plain data), stored when given.
@@ -207,21 +221,54 @@ def save_checkpoint(
     Raises:
         TypeError: if ``scheduler_state``, ``sampler_state`` or ``extra`` hold values weights-only loading refuses.
     """
-    path = checkpoint_path(output_dir, epoch + 1)
+    if iteration is not None and iteration < 1:
+        raise ValueError(f"save_checkpoint: iteration must be >= 1 (None at the end of an epoch), got {iteration}")
+    path = checkpoint_path(output_dir, *((epoch + 1,) if iteration is None else (epoch, iteration)))
     if not is_main_process():
         return path
     optional = {"scheduler_state": scheduler_state, "sampler_state": sampler_state, "extra": extra}
     for name, value in optional.items():
         if value is not None:
             _check_weights_only_loadable(name, value)
-    checkpoint = _build_checkpoint(epoch, model, optimizer, cfg, scaler, optional)
+    position = {"epoch": epoch} if iteration is None else {"epoch": epoch - 1, "iteration": iteration}
+    checkpoint = _build_checkpoint(position, model, optimizer, cfg, scaler, optional)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _write_atomically(checkpoint, path)
     logger.info("saved checkpoint %s", path)
+    _remove_superseded(path)
     return path
 
 
 # --------------------------------------------------------------------------------------------------------- finding
+
+
+def _order(name: str) -> tuple[int, int] | None:
+    """(epochs done, iterations of the next one done) of a checkpoint file name; None for other names."""
+    match = _NAME_PATTERN.fullmatch(name)
+    return (int(match[1]), int(match[2] or 0)) if match else None
+
+
+def _remove_superseded(path: str) -> None:
+    """Removes the mid-epoch checkpoints older than ``path``: the new file holds a later state."""
+    folder, newest = os.path.dirname(path), _order(os.path.basename(path))
+    for name in g_pathmgr.ls(folder):
+        order = _order(name)
+        if order is not None and order[1] > 0 and order < newest:
+            g_pathmgr.rm(os.path.join(folder, name))
+            logger.info("removed %s (superseded by %s)", name, os.path.basename(path))
+
+
+def checkpoint_candidates(output_dir: PathLike) -> list[str]:
+    """Every checkpoint file in ``OUTPUT_DIR/checkpoints``, newest first (see the module docstring for the order).
+
+    Only names ``checkpoint_epoch_NNNNN.pyth`` and ``checkpoint_epoch_NNNNN_iter_KKKKK.pyth`` count (temporary
+    ``*.pyth.tmp.*`` files never do); nothing is read.
+    """
+    folder = os.path.join(os.fspath(output_dir), CHECKPOINT_DIR)
+    if not g_pathmgr.isdir(folder):
+        return []
+    named = [(order, name) for name in g_pathmgr.ls(folder) if (order := _order(name)) is not None]
+    return [os.path.join(folder, name) for _, name in sorted(named, reverse=True)]
 
 
 def _looks_complete(path: str) -> bool:
@@ -234,21 +281,11 @@ def _looks_complete(path: str) -> bool:
 
 
 def latest_checkpoint(output_dir: PathLike) -> str | None:
-    """The highest-numbered complete checkpoint in ``OUTPUT_DIR/checkpoints``, or None.
+    """The newest complete checkpoint in ``OUTPUT_DIR/checkpoints`` (``checkpoint_candidates``' order), or None.
 
-    Only names ``checkpoint_epoch_NNNNN.pyth`` count (temporary ``*.pyth.tmp.*`` files never do). Empty or
-    truncated files are skipped with a warning, falling back to the next lower number.
+    Empty or truncated files are skipped with a warning, falling back to the next older one.
     """
-    folder = os.path.join(os.fspath(output_dir), CHECKPOINT_DIR)
-    if not g_pathmgr.isdir(folder):
-        return None
-    numbered = []
-    for name in g_pathmgr.ls(folder):
-        match = _NAME_PATTERN.fullmatch(name)
-        if match:
-            numbered.append((int(match[1]), name))
-    for _, name in sorted(numbered, reverse=True):
-        path = os.path.join(folder, name)
+    for path in checkpoint_candidates(output_dir):
         if _looks_complete(path):
             return path
         logger.warning("skipping incomplete checkpoint %s (empty or truncated)", path)
@@ -306,6 +343,13 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, state: Mapping | None, pat
         ) from None
 
 
+def _check_scaler_state(scaler: torch.amp.GradScaler, state: Mapping | None, path: str) -> None:
+    """Raises if an enabled ``scaler`` cannot take ``state`` (before anything is loaded)."""
+    missing = set(scaler.state_dict()) - set(state) if scaler.is_enabled() and state else set()
+    if missing:
+        raise CheckpointError(f"{path}: GradScaler state lacks {', '.join(sorted(missing))}")
+
+
 def _load_scaler(scaler: torch.amp.GradScaler, state: Mapping | None, path: str) -> None:
     if not state:
         if scaler.is_enabled():
@@ -325,7 +369,8 @@ def load_training_state(
     """Resumes from a training checkpoint (this package's or PySlowFast's): weights, optimizer, scaler and RNGs.
 
     The model state is loaded strictly, by PySlowFast key names (a ``module.`` prefix is stripped; a DDP-wrapped
-    ``model`` is unwrapped).
+    ``model`` is unwrapped). Everything that can fail is checked before anything is loaded: when it raises, model,
+    optimizer, scaler and generators are as they were.
 
     Args:
         path: a checkpoint file (local path or iopath URI), e.g. ``latest_checkpoint(cfg.OUTPUT_DIR)``.
@@ -335,7 +380,8 @@ def load_training_state(
         restore_rng: restore the Python / NumPy / torch / CUDA generators saved with the checkpoint, if any.
 
     Returns:
-        ``{"epoch": the saved 0-based epoch, "start_epoch": epoch + 1, "sampler_state", "scheduler_state",
+        ``{"epoch": the saved 0-based epoch, "start_epoch": epoch + 1, "iteration": iterations of ``start_epoch``
+        already done (0 but for mid-epoch files), "rng_state" (as saved), "sampler_state", "scheduler_state",
         "extra", "cfg" (the saved YAML text)}``; absent entries are None.
 
     Raises:
@@ -347,17 +393,21 @@ def load_training_state(
     state, _ = unwrap_checkpoint({"model_state": checkpoint["model_state"]})
     target = unwrap_model(model)
     _check_architecture(state, target.state_dict(), path)
-    target.load_state_dict(state, strict=True)
-    if optimizer is not None:
+    if scaler is not None:
+        _check_scaler_state(scaler, checkpoint.get("scaler_state"), path)
+    if optimizer is not None:  # first: torch checks the groups before it changes anything
         _load_optimizer(optimizer, checkpoint.get("optimizer_state"), path)
+    target.load_state_dict(state, strict=True)
     if scaler is not None:
         _load_scaler(scaler, checkpoint.get("scaler_state"), path)
     if restore_rng and checkpoint.get("rng_state") is not None:
         restore_rng_state(checkpoint["rng_state"])
-    epoch = int(checkpoint["epoch"])
-    logger.info("resumed from %s (epoch %d done)", path, epoch + 1)
+    epoch, iteration = int(checkpoint["epoch"]), int(checkpoint.get("iteration") or 0)
+    done = f"epoch {epoch + 1} and {iteration} iterations of the next" if iteration else f"epoch {epoch + 1}"
+    logger.info("resumed from %s (%s done)", path, done)
     return {
         "epoch": epoch,
         "start_epoch": epoch + 1,
-        **{k: checkpoint.get(k) for k in ("sampler_state", "scheduler_state", "extra", "cfg")},
+        "iteration": iteration,
+        **{k: checkpoint.get(k) for k in ("rng_state", "sampler_state", "scheduler_state", "extra", "cfg")},
     }

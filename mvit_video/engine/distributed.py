@@ -27,6 +27,7 @@ from torch import nn
 from .. import process
 from ..config import ConfigError
 from ..process import is_dist, world_size
+from .preemption import forward_stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -164,11 +165,22 @@ def _spawned(local_rank: int, plans: list[ProcessPlan], fn: Callable, cfg, args:
     _run_in_group(plans[local_rank], fn, cfg, args)
 
 
+def _spawn(plans: list[ProcessPlan], fn: Callable, cfg, args: tuple) -> dict[str, Any] | None:
+    """Runs a process per plan and waits for them, passing SIGTERM / SIGUSR1 to this process on to them (a
+    scheduler may signal only the launcher). Returns ``{"train": {"stopped": True}}`` when it passed one on."""
+    context = mp.spawn(_spawned, args=(plans, fn, cfg, args), nprocs=len(plans), join=False)
+    with forward_stop_signals([p.pid for p in context.processes]) as forwarded:
+        while not context.join():
+            pass
+    return {"train": {"stopped": True}} if forwarded.signal is not None else None
+
+
 def launch(cfg, init_method: str | None, fn: Callable, *args: Any) -> Any:
     """Runs ``fn(cfg, *args)`` in every process the environment or config asks for.
 
     One process and no process group for a single-device run; under torchrun, this process joins the group; with
-    PySlowFast's flags, ``NUM_GPUS`` processes are spawned on this machine (``fn``'s result is then not returned).
+    PySlowFast's flags, ``NUM_GPUS`` processes are spawned on this machine (``fn``'s result is then not returned,
+    only whether a stop signal was passed on to them).
     """
     plan = torchrun_plan(cfg)
     if plan is not None:
@@ -180,5 +192,4 @@ def launch(cfg, init_method: str | None, fn: Callable, *args: Any) -> Any:
         return fn(cfg, *args)
     if len(plans) == 1:
         return _run_in_group(plans[0], fn, cfg, args)
-    mp.spawn(_spawned, args=(plans, fn, cfg, args), nprocs=len(plans), join=True)
-    return None
+    return _spawn(plans, fn, cfg, args)

@@ -2,7 +2,8 @@
 
 ``run_job(cfg, init_method, config_path)`` generates the toy dataset if the config asks for it and it is missing,
 runs ``preflight``, launches the processes (``distributed.launch``) and runs ``train`` / ``test`` in each as
-``TRAIN.ENABLE`` / ``TEST.ENABLE`` say. (``DEMO.ENABLE`` is dispatched by ``tools/run_net.py`` to the demo.)
+``TRAIN.ENABLE`` / ``TEST.ENABLE`` say; training stopped by a signal skips the test (``was_stopped``).
+(``DEMO.ENABLE`` is dispatched by ``tools/run_net.py`` to the demo.)
 """
 
 from __future__ import annotations
@@ -113,9 +114,14 @@ def _work(cfg, config_path: str | None, prepared: bool) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if cfg.TRAIN.ENABLE:
         results["train"] = train(cfg)
-    if cfg.TEST.ENABLE:
+    if cfg.TEST.ENABLE and not was_stopped(results):
         results["test"] = test(cfg, config_path=config_path)
     return results
+
+
+def was_stopped(results: dict[str, Any] | None) -> bool:
+    """True if a stop signal ended training early (``run_job``'s results; also its launcher's report)."""
+    return bool(results and results.get("train", {}).get("stopped"))
 
 
 def run_job(cfg, init_method: str | None = None, config_path: str | None = None) -> dict[str, Any] | None:

@@ -53,6 +53,14 @@ class Meter:
     def means(self) -> dict[str, float]:
         return {k: v / self.counts[k] for k, v in self.sums.items()}
 
+    def state(self) -> dict[str, dict]:
+        """The sums and counts so far, as plain data (a mid-epoch checkpoint keeps them)."""
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load(self, state: Mapping[str, Mapping]) -> None:
+        """Continues from ``state()``'s result."""
+        self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+
 
 class StatsLogger:
     """Writes every stats record to the log, ``json_stats.log`` and (optionally) TensorBoard.

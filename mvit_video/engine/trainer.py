@@ -14,6 +14,11 @@ every rank scores its shard, rank 0 gathers and writes ``test_results.json``, ``
 Randomness: the model is initialised from ``RNG_SEED``; each epoch re-seeds torch from (``RNG_SEED``, epoch, rank)
 and the data pipeline draws per item, so an epoch's batches, augmentations and drop-path masks do not depend on
 what happened before it -- a run resumed at an epoch boundary repeats the uninterrupted run exactly.
+
+Preemption: SIGTERM or SIGUSR1 during training (``preemption.stop_signals``) stops every rank after the same
+optimizer step; the state goes to a mid-epoch checkpoint (generators, the Mixup generator and the epoch's running
+means included) and the test is not run. Resuming from it skips the batches already used without loading them and
+continues with the uninterrupted run's per-iteration losses.
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ from ..config import ConfigError
 from ..data.loader import build_loader
 from ..data.mixup import Mixup
 from ..models import build_model, load_pretrained
-from ..models.pretrained import check_complete
+from ..models.pretrained import CheckpointError, check_complete
 from ..models.stats import count_flops, count_params
-from .checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from .checkpoint import (checkpoint_candidates, latest_checkpoint, load_training_state, restore_rng_state,
+                         save_checkpoint)  # fmt: skip
 from ..process import is_dist, is_main_process, rank, world_size
 from .distributed import all_reduce_mean, barrier, share_cpu, unwrap_model, wrap_ddp
 from .init_checkpoint import init_from_checkpoint
@@ -48,6 +54,7 @@ from .losses import LossExplosionGuard, classification_loss
 from .evaluator import MultiViewAccumulator, compute_metrics, format_metrics, gather, topk_ranked, write_results
 from .stats import CURVES_FILE, STATS_FILE, Meter, StatsLogger, memory_mb, plot_training_curves
 from .optim import LRSchedule, build_optimizer, set_lr
+from .preemption import StopRequest, stop_signals
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +140,20 @@ class Run:
     device: torch.device
     stats: StatsLogger
     loss_guard: LossExplosionGuard = field(init=False)
+    stop: StopRequest = field(default_factory=StopRequest)
 
     def __post_init__(self) -> None:
         self.loss_guard = LossExplosionGuard(self.cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where training starts: the 0-based ``epoch`` and the ``iteration``s of it already done; for a mid-epoch
+    start, ``loop`` holds the loop's state at the stop (``rng``, ``mixup_rng``, ``meter``, ``iterations``)."""
+
+    epoch: int
+    iteration: int = 0
+    loop: dict[str, Any] | None = None
 
 
 def build_mixup(cfg, epoch: int) -> Mixup | None:
@@ -204,7 +222,8 @@ def train_step(run: Run, batch: dict, mixup: Mixup | None, epoch: int, it: int, 
     """Forward/backward of one batch, and an optimizer step when it ends its accumulation group.
 
     Returns loss and top-1/top-5 error (vs. the true labels) averaged over all processes, and ``grad_norm`` (before
-    clipping) on optimizer steps. A NaN/inf loss on any process raises ``TrainingDiverged`` on all of them.
+    clipping) on optimizer steps. A NaN/inf loss on any process raises ``TrainingDiverged`` on all of them. The
+    same all-reduce counts the processes' stop votes (``run.stop.agreed``).
     """
     videos = batch["video"].to(run.device, non_blocking=True)
     labels = batch["label"].to(run.device, non_blocking=True)
@@ -212,7 +231,9 @@ def train_step(run: Run, batch: dict, mixup: Mixup | None, epoch: int, it: int, 
     with no_sync():
         with autocast(run.device, run.cfg.TRAIN.PRECISION):
             loss, logits = compute_loss(run.model, videos, labels, mixup, run.cfg.MODEL.LOSS_FUNC)
-        loss_value, top1, top5 = all_reduce_mean([loss.item(), *topk_errors(logits.detach(), labels)], run.device)
+        reduced = all_reduce_mean([loss.item(), *topk_errors(logits.detach(), labels), run.stop.vote()], run.device)
+        loss_value, top1, top5, votes = reduced
+        run.stop.count(votes)
         check_loss(loss_value, run.cfg, epoch, it, run.loss_guard)
         if acc.first:
             run.optimizer.zero_grad(set_to_none=True)
@@ -226,31 +247,87 @@ def train_step(run: Run, batch: dict, mixup: Mixup | None, epoch: int, it: int, 
     return values
 
 
-def train_epoch(run: Run, loader, epoch: int) -> dict[str, float]:
-    """Trains one epoch; logs json_stats every LOG_PERIOD iterations and returns the epoch means."""
+def sampler_state(cfg, epoch: int, iteration: int = 0, iters: int | None = None) -> dict[str, int]:
+    """Where the training sampler stands: ``iteration`` batches of 0-based ``epoch`` used (of ``iters``)."""
+    state = {"epoch": epoch, "iteration": iteration, "seed": cfg.RNG_SEED, "world_size": world_size()}
+    return state if iters is None else {**state, "iterations": iters}
+
+
+def save_mid_epoch(run: Run, epoch: int, done: int, iters: int, mixup: Mixup | None, meter: Meter) -> str:
+    """Checkpoints the state after ``done`` iterations of ``epoch`` (rank 0 writes); returns its path."""
     cfg = run.cfg
-    run.model.train()
+    extra = {"mixup_rng": mixup.rng.getstate() if mixup is not None else None, "meter": meter.state()}
+    path = save_checkpoint(cfg.OUTPUT_DIR, epoch, run.model, run.optimizer, cfg, iteration=done, scaler=run.scaler,
+                           scheduler_state=asdict(run.schedule), sampler_state=sampler_state(cfg, epoch, done, iters),
+                           extra=extra)  # fmt: skip
+    barrier()
+    return path
+
+
+def restore_loop(loop: dict[str, Any], mixup: Mixup | None, meter: Meter) -> None:
+    """Puts the generators, the Mixup generator and the epoch's running means back as they were at the stop."""
+    restore_rng_state(loop["rng"])
+    if mixup is not None and loop.get("mixup_rng") is not None:
+        version, internal, gauss = loop["mixup_rng"]
+        mixup.rng.setstate((version, tuple(internal), gauss))
+    meter.load(loop["meter"])
+
+
+def begin_epoch(loader, epoch: int, skip: int) -> int:
+    """Sets the epoch of the training data, skipping its first ``skip`` batches (they are never loaded); returns
+    the epoch's number of iterations."""
     loader.sampler.set_epoch(epoch)
     loader.dataset.set_epoch(epoch)
+    iters = len(loader)
+    if skip:
+        loader.sampler.set_epoch(epoch, start=skip * loader.batch_size)
+    return iters
+
+
+def log_iteration(run: Run, epoch: int, it: int, iters: int, values: dict, bar: tqdm, skip: int) -> None:
+    """The progress bar, and a json_stats record every LOG_PERIOD iterations (and on the first)."""
+    cfg = run.cfg
+    bar.update(1)
+    bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
+    if (it + 1) % cfg.LOG_PERIOD == 0 or it == 0:
+        eta = bar.format_dict["elapsed"] / (it + 1 - skip) * (iters - it - 1)
+        run.stats.log({"_type": "train_iter", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+                       "iter": f"{it + 1}/{iters}", "eta_s": eta, **values}, step=epoch * iters + it)  # fmt: skip
+
+
+def train_epoch(run: Run, loader, epoch: int, start: Start | None = None) -> dict[str, float]:
+    """Trains one epoch, from ``start`` (a mid-epoch position of this epoch) when given; logs json_stats every
+    LOG_PERIOD iterations and returns the epoch means.
+
+    Once a stop is agreed (``run.stop``), ends after the accumulation group and saves a mid-epoch checkpoint,
+    whose path goes to ``run.stop.checkpoint``.
+    """
+    cfg = run.cfg
+    run.model.train()
+    skip = start.iteration if start is not None else 0
+    iters = begin_epoch(loader, epoch, skip)
     torch.manual_seed(epoch_seed(cfg, epoch))
-    mixup, iters, meter = build_mixup(cfg, epoch), len(loader), Meter()
-    bar = tqdm(total=iters, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", leave=False, dynamic_ncols=True,
-               disable=not is_main_process(), mininterval=1.0)  # fmt: skip
+    mixup, meter = build_mixup(cfg, epoch), Meter()
+    batches = iter(loader)  # draws the loader's base seed from torch, as the uninterrupted epoch did, before ...
+    if skip:
+        restore_loop(start.loop, mixup, meter)  # ... the generators continue from the stop
+    bar = tqdm(total=iters, initial=skip, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", leave=False,
+               dynamic_ncols=True, disable=not is_main_process(), mininterval=1.0)  # fmt: skip
     tick = time.perf_counter()
-    for it, batch in enumerate(loader):
+    for it, batch in enumerate(batches, start=skip):
         data_time = time.perf_counter() - tick
         lr = run.schedule.at(epoch, it, iters)
         set_lr(run.optimizer, lr)
-        values = train_step(run, batch, mixup, epoch, it, Accumulation.of(it, iters, cfg.TRAIN.GRAD_ACCUM_STEPS))
+        acc = Accumulation.of(it, iters, cfg.TRAIN.GRAD_ACCUM_STEPS)
+        values = train_step(run, batch, mixup, epoch, it, acc)
         values.update(lr=lr, data_time=data_time, net_time=time.perf_counter() - tick - data_time,
                       mem_mb=memory_mb(run.device))  # fmt: skip
         meter.add(values, batch["label"].shape[0])
-        bar.update(1)
-        bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}")
-        if (it + 1) % cfg.LOG_PERIOD == 0 or it == 0:
-            eta = bar.format_dict["elapsed"] / (it + 1) * (iters - it - 1)
-            run.stats.log({"_type": "train_iter", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
-                           "iter": f"{it + 1}/{iters}", "eta_s": eta, **values}, step=epoch * iters + it)  # fmt: skip
+        log_iteration(run, epoch, it, iters, values, bar, skip)
+        if acc.last and run.stop.agreed:
+            run.stop.checkpoint = save_mid_epoch(run, epoch, it + 1, iters, mixup, meter)
+            run.stop.position = f"in epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH} after iteration {it + 1}/{iters}"
+            break
         tick = time.perf_counter()
     bar.close()
     return meter.means()
@@ -292,16 +369,57 @@ def validate(run: Run, loader, epoch: int) -> dict[str, Any]:
     return stats
 
 
-def resume_or_init(cfg, model: nn.Module, optimizer, scaler) -> int:
-    """The 0-based epoch to start at: after the latest checkpoint in OUTPUT_DIR (TRAIN.AUTO_RESUME), else from
+def resume_or_init(cfg, model: nn.Module, optimizer, scaler) -> Start:
+    """Where training starts: after the newest loadable checkpoint in OUTPUT_DIR (TRAIN.AUTO_RESUME), else from
     TRAIN.CHECKPOINT_FILE_PATH when set (``init_checkpoint.init_from_checkpoint``: a training checkpoint continues
-    after its epoch unless TRAIN.CHECKPOINT_EPOCH_RESET), else 0."""
-    last = latest_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
-    if last is not None:
-        return int(load_training_state(last, model, optimizer, scaler=scaler)["start_epoch"])
+    after its epoch unless TRAIN.CHECKPOINT_EPOCH_RESET), else at epoch 0."""
+    start = auto_resume(cfg, model, optimizer, scaler) if cfg.TRAIN.AUTO_RESUME else None
+    if start is not None:
+        return start
     if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        return init_from_checkpoint(cfg, model, optimizer, scaler)
-    return 0
+        return Start(init_from_checkpoint(cfg, model, optimizer, scaler))
+    return Start(0)
+
+
+def auto_resume(cfg, model: nn.Module, optimizer, scaler) -> Start | None:
+    """Resumes from the newest checkpoint in OUTPUT_DIR that loads; None when there is none at all.
+
+    A file that cannot be read or does not fit the model is skipped with one warning naming it and why
+    (``load_training_state`` leaves everything untouched when it fails). Checkpoint files of which none loads are
+    a one-line ``CheckpointError``: the run never starts from scratch beside them.
+    """
+    candidates = checkpoint_candidates(cfg.OUTPUT_DIR)
+    for path in candidates:
+        try:
+            info = load_training_state(path, model, optimizer, scaler=scaler)
+        except CheckpointError as e:
+            if is_main_process():
+                logger.warning("skipping checkpoint %s", str(e).removeprefix("checkpoint "))
+            continue
+        loop = None
+        if info["iteration"]:
+            extra, sampler = info["extra"] or {}, info["sampler_state"] or {}
+            loop = {"rng": info["rng_state"], "mixup_rng": extra.get("mixup_rng"), "meter": extra.get("meter"),
+                    "iterations": sampler.get("iterations")}  # fmt: skip
+        return Start(info["start_epoch"], info["iteration"], loop)
+    if candidates:
+        raise CheckpointError(
+            f"none of the {len(candidates)} checkpoint file(s) in {os.path.dirname(candidates[0])} can be resumed "
+            "from (see the warnings above); move them away to start afresh, or resume with the config they were "
+            "trained with"
+        )
+    return None
+
+
+def check_start(start: Start, iters: int) -> Start:
+    """``start``, or the start of its epoch (with a warning) when a mid-epoch position was saved with another
+    number of iterations per epoch (another batch size or number of processes): its batches would differ."""
+    if not start.iteration or start.loop["iterations"] == iters:
+        return start
+    logger.warning("the checkpoint stopped epoch %d at iteration %d of %s, this run has %d iterations per epoch: "
+                   "epoch %d starts again from its beginning", start.epoch + 1, start.iteration,
+                   start.loop["iterations"], iters, start.epoch + 1)  # fmt: skip
+    return Start(start.epoch)
 
 
 def build_schedule(cfg) -> LRSchedule:
@@ -322,15 +440,15 @@ def _tensorboard_dir(cfg) -> str | None:
     return cfg.TENSORBOARD.LOG_DIR or os.path.join(cfg.OUTPUT_DIR, f"runs-{cfg.TRAIN.DATASET}")
 
 
-def setup_run(cfg) -> tuple[Run, int]:
-    """Builds model, optimizer, scaler and schedule, resumes or initialises; returns (run, start epoch)."""
+def setup_run(cfg) -> tuple[Run, Start]:
+    """Builds model, optimizer, scaler and schedule, resumes or initialises; returns (run, where it starts)."""
     schedule = build_schedule(cfg)
     seed_everything(cfg.RNG_SEED)
     device = select_device(cfg)
     model = build_model(cfg).to(device)
     optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.TRAIN.PRECISION == "fp16")
-    start_epoch = resume_or_init(cfg, model, optimizer, scaler)
+    start = resume_or_init(cfg, model, optimizer, scaler)
     if world_size() > 1:
         # CPU depthwise-conv gradients carry arbitrary strides on their size-1 dimension; DDP warns, harmlessly
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
@@ -338,27 +456,56 @@ def setup_run(cfg) -> tuple[Run, int]:
     if cfg.MODEL.COMPILE:
         model = torch.compile(model)
     stats = StatsLogger(cfg.OUTPUT_DIR, _tensorboard_dir(cfg))
-    return Run(cfg, model, optimizer, scaler, schedule, device, stats), start_epoch
+    return Run(cfg, model, optimizer, scaler, schedule, device, stats), start
+
+
+def save_epoch_end(run: Run, epoch: int) -> str:
+    """Checkpoints the state at the end of ``epoch`` (rank 0 writes); returns its path."""
+    cfg = run.cfg
+    path = save_checkpoint(cfg.OUTPUT_DIR, epoch, run.model, run.optimizer, cfg, scaler=run.scaler,
+                           scheduler_state=asdict(run.schedule),
+                           sampler_state=sampler_state(cfg, epoch + 1))  # fmt: skip
+    barrier()
+    return path
 
 
 def end_of_epoch(run: Run, epoch: int, val_loader) -> dict[str, Any]:
-    """Validation and checkpoint when due, and the training-curves PNG; returns the validation stats if any."""
+    """Validation and checkpoint when due (a checkpoint also when a stop is agreed after validation: the stop then
+    goes to ``run.stop``), and the training-curves PNG; returns the validation stats if any."""
     cfg, summary = run.cfg, {}
     if val_loader is not None and _is_due(epoch, cfg.TRAIN.EVAL_PERIOD, cfg.SOLVER.MAX_EPOCH):
         summary = validate(run, val_loader, epoch)
-    if _is_due(epoch, cfg.TRAIN.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_EPOCH):
-        save_checkpoint(cfg.OUTPUT_DIR, epoch, run.model, run.optimizer, cfg, scaler=run.scaler,
-                        scheduler_state=asdict(run.schedule), sampler_state={"epoch": epoch + 1,
-                        "seed": cfg.RNG_SEED, "world_size": world_size()})  # fmt: skip
-        barrier()
+    stopping = run.stop.count(all_reduce_mean([run.stop.vote()], run.device)[0])  # a signal during validation
+    if _is_due(epoch, cfg.TRAIN.CHECKPOINT_PERIOD, cfg.SOLVER.MAX_EPOCH) or stopping:
+        path = save_epoch_end(run, epoch)
+        if stopping:
+            run.stop.checkpoint, run.stop.position = path, f"after epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}"
     if is_main_process():
         plot_training_curves(os.path.join(cfg.OUTPUT_DIR, STATS_FILE), os.path.join(cfg.OUTPUT_DIR, CURVES_FILE))
     return summary
 
 
+def train_epochs(run: Run, train_loader, val_loader, start: Start, summary: dict[str, Any]) -> None:
+    """The epochs from ``start`` on; a stop (``run.stop``) ends them with its log line and ``summary["stopped"]``."""
+    cfg = run.cfg
+    for epoch in range(start.epoch, cfg.SOLVER.MAX_EPOCH):
+        begin = time.perf_counter()
+        summary["train"] = train_epoch(run, train_loader, epoch, start if epoch == start.epoch else None)
+        if run.stop.checkpoint is None:
+            epoch_time = time.perf_counter() - begin
+            run.stats.log({"_type": "train_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+                           "epoch_time_s": epoch_time, **summary["train"]}, step=epoch + 1)  # fmt: skip
+            summary["val"] = end_of_epoch(run, epoch, val_loader) or summary.get("val")
+        if run.stop.checkpoint is not None:
+            logger.info(run.stop.report())
+            summary["stopped"] = run.stop.checkpoint
+            return
+
+
 def train(cfg) -> dict[str, Any]:
-    """Trains the model ``cfg`` describes (see the module docstring). Returns the last epoch's summaries."""
-    run, start_epoch = setup_run(cfg)
+    """Trains the model ``cfg`` describes (see the module docstring). Returns the last epoch's summaries, and
+    ``"stopped"``: the checkpoint written when a stop signal ended training early."""
+    run, start = setup_run(cfg)
     train_loader = build_loader(cfg, "train")
     if len(train_loader) == 0:
         raise ConfigError(
@@ -366,17 +513,15 @@ def train(cfg) -> dict[str, Any]:
             f"({len(train_loader.dataset)} videos): no full batch per epoch; lower TRAIN.BATCH_SIZE"
         )
     val_loader = build_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
+    start = check_start(start, len(train_loader))
     log_model_info(cfg, run.model, run.stats)
-    logger.info("start epoch %d/%d (%d iterations per epoch, %d process(es), device %s, %s)", start_epoch + 1,
-                cfg.SOLVER.MAX_EPOCH, len(train_loader), world_size(), run.device, cfg.TRAIN.PRECISION)  # fmt: skip
-    summary: dict[str, Any] = {"start_epoch": start_epoch}
+    at = f" at iteration {start.iteration + 1}/{len(train_loader)}" if start.iteration else ""
+    logger.info("start epoch %d/%d%s (%d iterations per epoch, %d process(es), device %s, %s)", start.epoch + 1,
+                cfg.SOLVER.MAX_EPOCH, at, len(train_loader), world_size(), run.device, cfg.TRAIN.PRECISION)  # fmt: skip
+    summary: dict[str, Any] = {"start_epoch": start.epoch}
     try:
-        for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
-            start = time.perf_counter()
-            summary["train"] = train_epoch(run, train_loader, epoch)
-            run.stats.log({"_type": "train_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
-                           "epoch_time_s": time.perf_counter() - start, **summary["train"]}, step=epoch + 1)  # fmt: skip
-            summary["val"] = end_of_epoch(run, epoch, val_loader) or summary.get("val")
+        with stop_signals(run.stop):
+            train_epochs(run, train_loader, val_loader, start, summary)
     finally:
         run.stats.close()
     return summary

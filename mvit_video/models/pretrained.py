@@ -80,10 +80,10 @@ def _check_file(path: str) -> bytes:
     if not g_pathmgr.exists(path):
         raise CheckpointError(f"checkpoint file not found: {path}")
     if g_pathmgr.isdir(path):
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file; give the .pyth/.pt/.pth file in it")
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file; give the .pyth/.pt/.pth file in it")
     head = _head(path)
     if not head:
-        raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint; was it copied or written completely?")
+        raise CheckpointError(f"{path}: empty (0 bytes), not a checkpoint; was it copied or written completely?")
     return head
 
 
@@ -116,9 +116,9 @@ def read_checkpoint(path: Union[str, os.PathLike], trust_checkpoint: bool = Fals
     if head.startswith(_ZIP_MAGIC):
         with g_pathmgr.open(path, "rb") as f:
             if not zipfile.is_zipfile(f):
-                raise CheckpointError(f"{path} is truncated (an incomplete zip archive): was it written completely?")
+                raise CheckpointError(f"{path}: truncated (an incomplete zip archive); was it written completely?")
     elif not head.startswith(_PICKLE_MAGIC):
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_describe(head)}); give a file written by "
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_describe(head)}); give a file written by "
                               "torch.save (.pyth/.pt/.pth) or a .safetensors file")  # fmt: skip
     with g_pathmgr.open(path, "rb") as f:
         try:

@@ -230,3 +230,40 @@ def test_missing_frame_rate_falls_back_to_target_fps():
     # no fps metadata (0): the stride applies to the video's own frames: span 8, start floor((20 - 8) / 2) = 6,
     # linspace(6, 13, 4) truncated
     assert sampling.test_indices(20, 0.0, 1) == sampling.test_indices(20, 15.0, 1) == [[6, 8, 10, 13]]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_training_sampler_starts_after_the_items_already_used(rank):
+    """With start=n, an epoch yields torch's DistributedSampler order without its first n items of this rank."""
+    from torch.utils.data import DistributedSampler
+
+    from mvit_video.data.loader import ResumableDistributedSampler
+
+    items = list(range(13))
+    sampler = ResumableDistributedSampler(items, 2, rank, shuffle=True, seed=5, drop_last=True)
+    reference = DistributedSampler(items, 2, rank, shuffle=True, seed=5, drop_last=True)
+    reference.set_epoch(3)
+    full = list(reference)
+    assert len(full) == 6
+    sampler.set_epoch(3, start=4)
+    assert list(sampler) == full[4:] and len(sampler) == 2
+    sampler.set_epoch(4)  # the next epoch starts at its beginning again
+    reference.set_epoch(4)
+    assert list(sampler) == list(reference) and len(sampler) == 6
+    with pytest.raises(ValueError, match=r"start must lie in \[0, 6\]"):
+        sampler.set_epoch(4, start=7)
+
+
+def test_skipped_batches_are_never_loaded(toy_dir, tmp_path, monkeypatch):
+    loader = build_loader(toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "2", "DATA.NUM_FRAMES", "4"), "train")
+    loader.sampler.set_epoch(1)
+    loader.dataset.set_epoch(1)
+    order = list(loader.sampler)
+    loaded = []
+    dataset_type = type(loader.dataset)
+    original = dataset_type.__getitem__
+    monkeypatch.setattr(dataset_type, "__getitem__", lambda self, i: loaded.append(i) or original(self, i))
+    loader.sampler.set_epoch(1, start=4)
+    assert len(loader) == 4
+    assert [i for batch in loader for i in batch["index"].tolist()] == order[4:]
+    assert loaded == order[4:]

@@ -129,8 +129,8 @@ def test_resumes_a_pyslowfast_checkpoint_without_rng_or_scaler(tmp_path, caplog)
     torch.save(state, path)
     target, target_opt, _ = _setup(seed=1)
     info = load_training_state(path, target, target_opt, torch.amp.GradScaler("cpu"))
-    assert info == {"epoch": 4, "start_epoch": 5, "sampler_state": None, "scheduler_state": None, "extra": None,
-                    "cfg": "X: 1\n"}  # fmt: skip
+    assert info == {"epoch": 4, "start_epoch": 5, "iteration": 0, "rng_state": None, "sampler_state": None,
+                    "scheduler_state": None, "extra": None, "cfg": "X: 1\n"}  # fmt: skip
     assert "no GradScaler state" in caplog.text
     assert torch.equal(target.head.projection.bias, model.head.projection.bias)
 
@@ -213,6 +213,9 @@ def test_errors_are_one_line(tmp_path):
     bare = tmp_path / "bare.pyth"
     torch.save(model.state_dict(), bare)
     assert "not a training checkpoint" in _one_line_error(bare, model)
+    empty = tmp_path / "empty.pyth"
+    empty.write_bytes(b"")
+    assert _one_line_error(empty, model).startswith(f"{empty}: empty (0 bytes), not a checkpoint")
 
     path = save_checkpoint(tmp_path, 0, model, optimizer, None)
     message = _one_line_error(path, MViT(tiny_v2(num_classes=7)))
@@ -224,3 +227,60 @@ def test_errors_are_one_line(tmp_path):
 
     other_groups = torch.optim.AdamW([{"params": [p]} for p in MViT(tiny_v2()).parameters()])
     assert "optimizer state does not fit" in _one_line_error(path, MViT(tiny_v2()), other_groups)
+
+
+def test_mid_epoch_files_sort_between_the_epoch_ends(tmp_path):
+    """A stop in epoch e (0-based) after k iterations is newer than the end of epoch e - 1 (file e) and older than
+    the end of epoch e (file e + 1), by name and in latest_checkpoint; iterations compare as numbers."""
+    model, _, _ = _setup(seed=0)
+    folder = tmp_path / "checkpoints"
+    mid = save_checkpoint(tmp_path, 2, model, None, None, iteration=7)  # epoch 3 of PySlowFast's numbering
+    assert mid == str(folder / "checkpoint_epoch_00002_iter_00007.pyth")
+    data = torch.load(mid, weights_only=True)
+    assert data["epoch"] == 1 and data["iteration"] == 7  # PySlowFast would restart epoch 2 (0-based)
+    info = load_training_state(mid, MViT(tiny_v2()))
+    assert (info["epoch"], info["start_epoch"], info["iteration"]) == (1, 2, 7)
+    good = Path(mid).read_bytes()
+    names = ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002.pyth", "checkpoint_epoch_00002_iter_00010.pyth",
+             "checkpoint_epoch_00002_iter_100000.pyth", "checkpoint_epoch_00002_iter_99999.pyth"]  # fmt: skip
+    for name in names:
+        (folder / name).write_bytes(good)
+    expected = ["checkpoint_epoch_00002_iter_100000.pyth", "checkpoint_epoch_00002_iter_99999.pyth",
+                "checkpoint_epoch_00002_iter_00010.pyth", "checkpoint_epoch_00002_iter_00007.pyth",
+                "checkpoint_epoch_00002.pyth", "checkpoint_epoch_00001.pyth"]  # fmt: skip
+    assert [Path(p).name for p in ckpt.checkpoint_candidates(tmp_path)] == expected
+    assert latest_checkpoint(tmp_path) == str(folder / "checkpoint_epoch_00002_iter_100000.pyth")
+    assert checkpoint_path(tmp_path, 3) > str(folder / "checkpoint_epoch_00002_iter_00007.pyth") > checkpoint_path(
+        tmp_path, 2
+    )  # plain name order agrees for 5-digit iterations
+
+
+def test_an_epoch_end_checkpoint_removes_the_mid_epoch_files_it_supersedes(tmp_path):
+    model, _, _ = _setup(seed=0)
+    save_checkpoint(tmp_path, 0, model, None, None)
+    save_checkpoint(tmp_path, 1, model, None, None, iteration=2)
+    assert _files(tmp_path / "checkpoints") == ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00001_iter_00002.pyth"]
+    save_checkpoint(tmp_path, 1, model, None, None, iteration=5)  # stopped again, later in the same epoch
+    assert _files(tmp_path / "checkpoints") == ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00001_iter_00005.pyth"]
+    save_checkpoint(tmp_path, 1, model, None, None)
+    assert _files(tmp_path / "checkpoints") == ["checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002.pyth"]
+    with pytest.raises(ValueError, match="iteration must be >= 1"):
+        save_checkpoint(tmp_path, 1, model, None, None, iteration=0)
+
+
+def test_a_failed_load_changes_nothing(tmp_path):
+    """A checkpoint whose optimizer state does not fit leaves model, optimizer and generators as they were."""
+    model, optimizer, _ = _setup(seed=0)
+    path = save_checkpoint(tmp_path, 0, model, optimizer, None)
+    target = MViT(tiny_v2())
+    other_groups = torch.optim.AdamW([{"params": [p]} for p in target.parameters()])
+    weights = {k: v.clone() for k, v in target.state_dict().items()}
+    optimizer_state = str(other_groups.state_dict())
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    with pytest.raises(CheckpointError, match="optimizer state does not fit"):
+        load_training_state(path, target, other_groups)
+    assert all(torch.equal(weights[k], v) for k, v in target.state_dict().items())
+    assert str(other_groups.state_dict()) == optimizer_state
+    assert torch.equal(torch.rand(3), expected_draw)

@@ -17,7 +17,8 @@ def start(tmp_path, checkpoint, *opts: str):
     """setup_run of the toy config initialised from ``checkpoint``; returns (run, 0-based start epoch)."""
     cfg = load_config(CONFIG, ["OUTPUT_DIR", str(tmp_path / "new"), *SMALL, "TRAIN.CHECKPOINT_FILE_PATH",
                                str(checkpoint), *opts])  # fmt: skip
-    return setup_run(cfg)
+    run, begin = setup_run(cfg)
+    return run, begin.epoch
 
 
 def trained_checkpoint(tmp_path, epoch: int, *opts: str, optimizer: bool = True) -> tuple:

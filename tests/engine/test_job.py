@@ -110,5 +110,5 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(toy_data, tmp_path, key):
     """A CSV given as a checkpoint (it used to end in an IndexError traceback from torch's unpickler)."""
     result = run_net(toy_data, tmp_path / "out", key, str(toy_data / "train.csv"))
     line = one_error_line(result)
-    assert line.startswith(f"error: {key}: {toy_data / 'train.csv'} is not a PyTorch checkpoint (it starts with")
+    assert line.startswith(f"error: {key}: {toy_data / 'train.csv'}: not a PyTorch checkpoint (it starts with")
     assert not started(result)

@@ -7,7 +7,7 @@ import torch
 
 from mvit_video.config import load_config
 from mvit_video.engine.checkpoint import latest_checkpoint, load_training_state
-from mvit_video.engine.trainer import Accumulation, end_of_epoch, setup_run, train_step
+from mvit_video.engine.trainer import Accumulation, Start, end_of_epoch, setup_run, train_step
 from tests.engine.runs import CONFIG
 
 SMALL = ["DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "MVIT.DROPPATH_RATE", "0.0",
@@ -16,8 +16,8 @@ SMALL = ["DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_S
 
 def make_run(tmp_path, *opts: str):
     cfg = load_config(CONFIG, ["OUTPUT_DIR", str(tmp_path), *SMALL, *opts])
-    run, start_epoch = setup_run(cfg)
-    assert start_epoch == 0
+    run, start = setup_run(cfg)
+    assert start == Start(0)
     return run
 
 

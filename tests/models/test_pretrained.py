@@ -70,7 +70,7 @@ def _not_checkpoints(tmp_path) -> dict:
         (tmp_path / name).write_bytes(content)
     (tmp_path / "a_folder").mkdir()
     cases = {tmp_path / name: phrase for name, (_, phrase) in files.items()}
-    cases[tmp_path / "a_folder"] = "is a folder"
+    cases[tmp_path / "a_folder"] = "a folder, not a checkpoint"
     cases[tmp_path / "nope.pyth"] = "not found"
     return cases
 

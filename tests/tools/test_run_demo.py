@@ -117,7 +117,7 @@ def test_user_mistakes_are_one_line_before_any_output(tmp_path, tiny_checkpoint,
         "camera": "error: camera 97 is not available: /dev/video97 does not exist",
         "architecture": f"error: {tiny_checkpoint} does not fit this model",
         "classes": f"error: {tiny_checkpoint}: the checkpoint classifies 6 classes, the model 400",
-        "csv checkpoint": f"error: {csv} is not a PyTorch checkpoint (it starts with the text 'videos/a.mp4 0')",
+        "csv checkpoint": f"error: {csv}: not a PyTorch checkpoint (it starts with the text 'videos/a.mp4 0')",
     }[case]
     assert line.startswith(expected), line
     assert not out.exists() and not (tmp_path / "out.json").exists()
