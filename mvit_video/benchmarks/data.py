@@ -17,10 +17,8 @@ import numpy as np
 import torch
 
 from ..data.encode import write_video
-from ..data.kinetics import ClipDataset, ClipSampling, MultiViewDataset, frames_to_clip
+from ..data.kinetics import ClipDataset, ClipSampling, MultiViewDataset, frames_to_clip, views_from_frames
 from ..data.records import VideoRecord
-from ..data.sampling import spatial_crop_offsets
-from ..data.transforms import crop, normalize, short_side_resize
 from .timing import seconds_per_call
 
 
@@ -129,10 +127,8 @@ def _pyslowfast_test_views(record: VideoRecord, dataset: MultiViewDataset, rng, 
             record.path, sampling.num_frames, sampling.sampling_rate, sampling.target_fps, clip_idx,
             dataset.num_clips, sampling.use_offset, rng,
         ))  # fmt: skip
-        if full:
-            frames = short_side_resize(frames, dataset.crop_size, dataset.interpolation)
-            for y0, x0 in spatial_crop_offsets(frames.shape[2], frames.shape[3], dataset.crop_size, dataset.num_crops):
-                normalize(crop(frames, y0, x0, dataset.crop_size), dataset.mean, dataset.std)
+        if full:  # PySlowFast's per-view computation is ours per video: the same function on one clip's frames
+            views_from_frames(frames, range(len(frames)), [list(range(len(frames)))], dataset.spatial)
         views += dataset.num_crops
     return views
 

@@ -285,7 +285,7 @@ def _add_data_transforms(cfg: CfgNode) -> None:
     cfg.DATA.TRAIN_JITTER_MOTION_SHIFT = False
     cfg.DATA.TRAIN_CROP_SIZE = 224
     cfg.DATA.TEST_CROP_SIZE = 256
-    cfg.DATA.IN_VAL_CROP_RATIO = 0.875  # image test: resize to crop / ratio, then centre crop
+    cfg.DATA.IN_VAL_CROP_RATIO = 0.875  # image test: short side to int(TEST_CROP_SIZE / ratio), centre crop; 0: no crop
     cfg.DATA.RANDOM_FLIP = True
     cfg.DATA.REVERSE_INPUT_CHANNEL = False  # RGB <-> BGR
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
@@ -28,11 +29,14 @@ __all__ = [
     "color_jitter",
     "crop",
     "horizontal_flip",
+    "interpolate_bilinear",
     "normalize",
     "random_resized_crop",
     "random_short_side_scale_crop",
     "resized_crop_params",
+    "short_side_interpolate",
     "short_side_resize",
+    "short_side_shape",
 ]
 
 _INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
@@ -56,8 +60,16 @@ def _resize(clip: torch.Tensor, height: int, width: int, interpolation: str) -> 
     return TF.resize(clip, [height, width], interpolation=_interpolation(interpolation), antialias=antialias)
 
 
+def short_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) after resizing the short side to ``size``: the long side becomes ``floor(long / short * size)``
+    (PySlowFast ``random_short_side_scale_jitter``; a square frame stays square)."""
+    if width < height:
+        return math.floor(height / width * size), size
+    return size, math.floor(width / height * size)
+
+
 def short_side_resize(clip: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:
-    """Resize so the short side is ``size``; the long side becomes ``floor(long / short * size)``.
+    """Resize a uint8 clip so the short side is ``size`` (``short_side_shape``), with torchvision's antialiasing.
 
     A clip whose short side already equals ``size`` is returned unchanged (PySlowFast
     ``random_short_side_scale_jitter`` with a fixed size).
@@ -74,11 +86,7 @@ def short_side_resize(clip: torch.Tensor, size: int, interpolation: str = "bilin
     height, width = clip.shape[-2:]
     if min(height, width) == size:
         return clip
-    if width < height:
-        new_h, new_w = math.floor(height / width * size), size
-    else:
-        new_h, new_w = size, math.floor(width / height * size)
-    return _resize(clip, new_h, new_w, interpolation)
+    return _resize(clip, *short_side_shape(height, width, size), interpolation)
 
 
 def random_short_side_scale_crop(
@@ -201,6 +209,29 @@ def crop(clip: torch.Tensor, y0: int, x0: int, size: int) -> torch.Tensor:
 def horizontal_flip(clip: torch.Tensor) -> torch.Tensor:
     """Mirror every frame left-right (columns reversed)."""
     return clip.flip(-1)
+
+
+# ------------------------------------------------------------------ float clips: PySlowFast's spatial_sampling
+def _check_float(video: torch.Tensor, where: str) -> None:
+    if video.dim() != 4 or not video.is_floating_point():
+        raise ValueError(f"{where}: expected a float 4-D clip ending in (H, W), got {video.dtype} {tuple(video.shape)}")
+
+
+def interpolate_bilinear(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """PySlowFast's resize: ``F.interpolate(mode="bilinear", align_corners=False)`` without antialiasing, on a float
+    4-D clip such as (C, T, H, W) or (T, C, H, W) (every (H, W) plane resized alike)."""
+    _check_float(video, "interpolate_bilinear")
+    return F.interpolate(video, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def short_side_interpolate(video: torch.Tensor, size: int) -> torch.Tensor:
+    """``interpolate_bilinear`` to ``short_side_shape``; unchanged when the short side already equals ``size``
+    (PySlowFast ``random_short_side_scale_jitter`` with min = max = ``size``)."""
+    _check_float(video, "short_side_interpolate")
+    height, width = video.shape[-2:]
+    if min(height, width) == size:
+        return video
+    return interpolate_bilinear(video, *short_side_shape(height, width, size))
 
 
 # ---------------------------------------------------------------------------------------------- RandAugment
