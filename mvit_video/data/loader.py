@@ -140,22 +140,51 @@ def spatial_views(cfg, split: str = "test", num_crops: int | None = None) -> Spa
                         cfg.DATA.REVERSE_INPUT_CHANNEL)  # fmt: skip
 
 
-def build_train_transform(cfg) -> TrainClipTransform:
-    """The training augmentation of a config (the MViTv2 recipe when ``AUG.ENABLE``)."""
+_AUG_INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def _rand_augment(cfg) -> RandAugment | None:
     aug = cfg.AUG
+    if not (aug.ENABLE and aug.AA_TYPE):
+        return None
+    if aug.INTERPOLATION not in _AUG_INTERPOLATIONS:
+        raise DatasetError(f"AUG.INTERPOLATION={aug.INTERPOLATION!r} is not supported for RandAugment's geometric ops; "
+                           f"use one of {list(_AUG_INTERPOLATIONS)}")  # fmt: skip
+    try:
+        return RandAugment.from_string(aug.AA_TYPE, interpolation=aug.INTERPOLATION)
+    except ValueError as e:
+        raise DatasetError(f"AUG.AA_TYPE: {e}") from None
+
+
+def build_train_transform(cfg) -> TrainClipTransform:
+    """The training augmentation of a config (the MViTv2 recipe when ``AUG.ENABLE``), in ``AUG.ORDER``.
+
+    Raises:
+        DatasetError: an unsupported ``AUG.INTERPOLATION`` or ``AUG.AA_TYPE``, or scale jitter whose smallest short
+            side is below the crop.
+    """
+    aug, data = cfg.AUG, cfg.DATA
+    relative_scale = tuple(data.TRAIN_JITTER_SCALES_RELATIVE)
+    if len(relative_scale) != 2 and data.TRAIN_JITTER_SCALES[0] < data.TRAIN_CROP_SIZE:
+        raise DatasetError(
+            f"DATA.TRAIN_JITTER_SCALES={list(data.TRAIN_JITTER_SCALES)} starts below DATA.TRAIN_CROP_SIZE="
+            f"{data.TRAIN_CROP_SIZE}: the random crop would not fit; raise the scales or set "
+            f"DATA.TRAIN_JITTER_SCALES_RELATIVE"
+        )
     return TrainClipTransform(
-        crop_size=cfg.DATA.TRAIN_CROP_SIZE,
-        mean=cfg.DATA.MEAN,
-        std=cfg.DATA.STD,
-        jitter_scales=tuple(cfg.DATA.TRAIN_JITTER_SCALES),
-        relative_scale=tuple(cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE),
-        relative_aspect=tuple(cfg.DATA.TRAIN_JITTER_ASPECT_RELATIVE) or (0.75, 1.3333),
-        flip=cfg.DATA.RANDOM_FLIP,
-        rand_augment=RandAugment.from_string(aug.AA_TYPE) if aug.ENABLE and aug.AA_TYPE else None,
+        crop_size=data.TRAIN_CROP_SIZE,
+        mean=data.MEAN,
+        std=data.STD,
+        jitter_scales=tuple(data.TRAIN_JITTER_SCALES),
+        relative_scale=relative_scale,
+        relative_aspect=tuple(data.TRAIN_JITTER_ASPECT_RELATIVE) or (0.75, 1.3333),
+        flip=data.RANDOM_FLIP,
+        rand_augment=_rand_augment(cfg),
         color_jitter_strength=aug.COLOR_JITTER if aug.ENABLE else 0.0,
         erasing=RandomErasing(aug.RE_PROB, aug.RE_MODE, aug.RE_COUNT) if aug.ENABLE and aug.RE_PROB > 0 else None,
-        interpolation=aug.INTERPOLATION,
-        reverse_channels=cfg.DATA.REVERSE_INPUT_CHANNEL,
+        reverse_channels=data.REVERSE_INPUT_CHANNEL,
+        order=aug.ORDER,
+        inverse_uniform=data.INV_UNIFORM_SAMPLE,
     )
 
 

@@ -15,10 +15,11 @@ from mvit_video.config import load_config
 from mvit_video.data.badfiles import BadVideoLog, TooManyBadVideos
 from mvit_video.data.decode import VideoReader
 from mvit_video.data.kinetics import ClipSampling, MultiViewDataset, SpatialViews
-from mvit_video.data.loader import build_dataset, build_loader
+from mvit_video.data.loader import build_dataset, build_loader, build_train_transform
 from mvit_video.data.records import DatasetError, VideoRecord
 from mvit_video.data.sampling import test_clip_indices
 from mvit_video.data.toy import make_toy_dataset
+from mvit_video.data.transforms import RandAugment
 from tests.conftest import ROOT
 from tests.data import pyslowfast_reference as ref
 from tests.data.synthetic_videos import read_index, write_video
@@ -57,12 +58,32 @@ def toy_cfg(toy_dir, tmp_path, *opts):
     ])  # fmt: skip
 
 
-def test_train_batches(toy_dir, tmp_path):
-    loader = build_loader(toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "4"), "train")
+def test_train_items_equal_pyslowfast_spatial_sampling(toy_dir, tmp_path):
+    """Without AUG (the toy config has no flip): PySlowFast's training clip, a random start (decode_indices),
+    normalised, short side round(uniform(56, 72)), random 48 crop; the draws from the item's stream in that order."""
+    cfg = toy_cfg(toy_dir, tmp_path, "AUG.ENABLE", "False", *TOY_SIZES)
+    dataset = build_dataset(cfg, "train")
+    for index in (0, 5, 9):
+        frames, fps = decode_all(dataset.records[index].path)
+        rng = item_rng(cfg, index)
+        indices = ref.decode_indices(len(frames), 8, 2, fps, 15, -1, 1, False, rng)
+        video = ref.tensor_normalize(torch.from_numpy(frames[indices]), TOY_MEAN, TOY_STD).permute(3, 0, 1, 2)
+        video = ref.short_side_scale(video, round(rng.uniform(56, 72)))
+        height, width = video.shape[2:]
+        y0 = rng.randrange(0, height - 48) if height > 48 else 0  # np.random.randint(0, height - size)
+        x0 = rng.randrange(0, width - 48) if width > 48 else 0
+        expected = video[:, :, y0 : y0 + 48, x0 : x0 + 48]
+        torch.testing.assert_close(dataset[index]["video"], expected, rtol=0, atol=1e-6)
+
+
+def test_train_batches_stack_the_sampled_items(toy_dir, tmp_path):
+    cfg = toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "4")
+    loader, dataset = build_loader(cfg, "train"), build_dataset(cfg, "train")
     batch = next(iter(loader))
-    assert batch["video"].shape == (4, 3, 8, 64, 64) and batch["video"].dtype == torch.float32
-    assert batch["label"].shape == (4,) and set(batch["label"].tolist()) <= set(range(6))
-    assert -3 < batch["video"].mean() < 3  # normalised
+    indices = batch["index"].tolist()
+    assert indices == list(loader.sampler)[:4]
+    assert torch.equal(batch["video"], torch.stack([dataset[i]["video"] for i in indices]))
+    assert batch["label"].tolist() == [dataset.records[i].label for i in indices]
     assert len(loader) == 12 // 4  # 6 classes x 2 videos, drop_last
 
 
@@ -75,11 +96,14 @@ def test_train_items_are_reproducible_per_epoch(toy_dir, tmp_path):
 
 
 def test_repeated_augmentation_flattens(toy_dir, tmp_path):
-    loader = build_loader(toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "2", "AUG.NUM_SAMPLE", "3"), "train")
-    batch = next(iter(loader))
-    assert batch["video"].shape == (6, 3, 8, 64, 64)
-    labels = batch["label"].tolist()
-    assert labels[:3] == [labels[0]] * 3 and labels[3:] == [labels[3]] * 3
+    cfg = toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "2", "AUG.NUM_SAMPLE", "3")
+    batch, dataset = next(iter(build_loader(cfg, "train"))), build_dataset(cfg, "train")
+    first, second = batch["index"][0].item(), batch["index"][3].item()
+    assert batch["index"].tolist() == [first] * 3 + [second] * 3
+    # the 3 samples of a video are its item's 3 augmentations, in order
+    assert torch.equal(batch["video"][:3], dataset[first]["video"])
+    assert torch.equal(batch["video"][3:], dataset[second]["video"])
+    assert batch["label"].tolist() == [dataset.records[first].label] * 3 + [dataset.records[second].label] * 3
     assert not torch.equal(batch["video"][0], batch["video"][1])  # same video, different augmentation
 
 
@@ -188,10 +212,9 @@ def test_worker_processes_give_the_same_batches(toy_dir, tmp_path):
     torch.testing.assert_close(a["video"], b["video"], rtol=0, atol=0)
 
 
-def test_k400_recipe_pipeline_runs_on_real_footage(tmp_path):
-    """configs/K400/MVITv2_S_16x4.yaml's full recipe: random resized crop, RandAugment, erasing, 2 samples."""
-    from mvit_video.data.loader import build_train_transform
-
+def test_k400_recipe_items_are_the_recipe_on_pyslowfast_clips(tmp_path):
+    """configs/K400/MVITv2_S_16x4.yaml's recipe: PySlowFast's order, RandAugment with AUG.INTERPOLATION (bicubic),
+    random resized crop, erasing; AUG.NUM_SAMPLE = 2 augmentations of one clip at PySlowFast's random indices."""
     path = write_video(tmp_path / "clip.mp4", num_frames=80, size=(128, 170), fps=30)
     (tmp_path / "train.csv").write_text(f"{path} 5\n{path} 7\n")
     cfg = load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", [
@@ -199,11 +222,43 @@ def test_k400_recipe_pipeline_runs_on_real_footage(tmp_path):
         "DATA.TEST_CROP_SIZE", "96",
     ])  # fmt: skip
     transform = build_train_transform(cfg)
-    assert transform.rand_augment.num_ops == 4 and transform.rand_augment.magnitude == 7
-    assert transform.erasing is not None and tuple(transform.relative_scale) == (0.08, 1.0)
+    assert transform.order == "pyslowfast" and transform.flip and transform.crop_size == 96
+    assert transform.rand_augment == RandAugment(7, 4, 0.5, increasing=True, interpolation="bicubic")
+    assert (transform.erasing.prob, transform.erasing.mode, transform.erasing.count) == (0.25, "pixel", 1)
+    assert (tuple(transform.relative_scale), tuple(transform.relative_aspect)) == ((0.08, 1.0), (0.75, 1.3333))
     item = build_dataset(cfg, "train")[1]
-    assert item["video"].shape == (2, 3, 16, 96, 96) and item["label"] == 7  # AUG.NUM_SAMPLE: 2
-    assert torch.isfinite(item["video"]).all()
+    frames, fps = decode_all(path)
+    rng = item_rng(cfg, 1)
+    clip = torch.from_numpy(frames[ref.decode_indices(len(frames), 16, 4, fps, 30, -1, 1, False, rng)])
+    clip = clip.permute(0, 3, 1, 2)  # (T, C, H, W)
+    assert item["label"] == 7
+    torch.testing.assert_close(item["video"], torch.stack([transform(clip, rng), transform(clip, rng)]), rtol=0, atol=0)
+
+
+def test_aug_order_key_selects_the_order_and_refuses_others():
+    from mvit_video.config import ConfigError
+    from mvit_video.config.validation import _AUG_ORDERS
+    from mvit_video.data.pipeline import AUG_ORDERS
+
+    assert _AUG_ORDERS == AUG_ORDERS  # the config layer keeps its own copy (it does not import data)
+    for order in AUG_ORDERS:
+        cfg = load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", ["AUG.ORDER", order])
+        assert build_train_transform(cfg).order == order
+    with pytest.raises(ConfigError, match=r"AUG.ORDER='augment_last' must be pyslowfast or crop_first$"):
+        load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", ["AUG.ORDER", "augment_last"])
+
+
+def test_augmentation_config_mistakes_are_one_line(tmp_path):
+    for opts, match in [
+        (["AUG.INTERPOLATION", "lanczos"], r"AUG.INTERPOLATION='lanczos' is not supported .*bilinear.*bicubic"),
+        (["AUG.AA_TYPE", "rand-m7-x4"], r"AUG.AA_TYPE: RandAugment string 'rand-m7-x4': unknown section"),
+        (["DATA.TRAIN_JITTER_SCALES_RELATIVE", "[]", "DATA.TRAIN_JITTER_SCALES", "[200, 320]"],
+         r"DATA.TRAIN_JITTER_SCALES=\[200, 320\] starts below DATA.TRAIN_CROP_SIZE=224"),
+    ]:  # fmt: skip
+        cfg = load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", ["OUTPUT_DIR", str(tmp_path), *opts])
+        with pytest.raises(DatasetError, match=match) as info:
+            build_dataset(cfg, "train")
+        assert "\n" not in str(info.value)
 
 
 def test_ssv2_layout_with_webm_and_uniform_sampling(tmp_path):
