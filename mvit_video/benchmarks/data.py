@@ -1,4 +1,5 @@
-"""Data-loading throughput: our loaders per backend against PySlowFast's PyAV decoding path.
+"""Data-loading throughput: our loaders per backend against PySlowFast's PyAV decoding path, and the cost of the
+training augmentation per ``AUG.ORDER`` and ``AUG.INTERPOLATION`` (``measure_augmentation``).
 
 Everything runs in the calling process on one thread unless a DataLoader with workers is asked for, so the
 per-worker numbers are "clips per second per core". Each measurement runs ``REPEAT`` times with the same random
@@ -17,10 +18,8 @@ import numpy as np
 import torch
 
 from ..data.encode import write_video
-from ..data.kinetics import ClipDataset, ClipSampling, MultiViewDataset, frames_to_clip
+from ..data.kinetics import ClipDataset, ClipSampling, MultiViewDataset, frames_to_clip, views_from_frames
 from ..data.records import VideoRecord
-from ..data.sampling import spatial_crop_offsets
-from ..data.transforms import crop, normalize, short_side_resize
 from .timing import seconds_per_call
 
 
@@ -129,10 +128,8 @@ def _pyslowfast_test_views(record: VideoRecord, dataset: MultiViewDataset, rng, 
             record.path, sampling.num_frames, sampling.sampling_rate, sampling.target_fps, clip_idx,
             dataset.num_clips, sampling.use_offset, rng,
         ))  # fmt: skip
-        if full:
-            frames = short_side_resize(frames, dataset.crop_size, dataset.interpolation)
-            for y0, x0 in spatial_crop_offsets(frames.shape[2], frames.shape[3], dataset.crop_size, dataset.num_crops):
-                normalize(crop(frames, y0, x0, dataset.crop_size), dataset.mean, dataset.std)
+        if full:  # PySlowFast's per-view computation is ours per video: the same function on one clip's frames
+            views_from_frames(frames, range(len(frames)), [list(range(len(frames)))], dataset.spatial)
         views += dataset.num_crops
     return views
 
@@ -182,6 +179,60 @@ def measure_test(test: MultiViewDataset, num_videos: int, baseline: bool) -> lis
     return rows
 
 
+AUG_VARIANTS = (("pyslowfast", "bicubic"), ("pyslowfast", "bilinear"), ("crop_first", "bicubic"),
+                ("crop_first", "bilinear"))  # fmt: skip
+GEOMETRIC_SIZES = ((256, 340), (224, 224))  # a Kinetics frame and a training crop
+
+
+def measure_augmentation(cfg, train: ClipDataset, num_videos: int, per_clip: int = 2) -> list[Measurement]:
+    """The training augmentation alone (clips decoded once beforehand), ``per_clip`` random draws per clip, for
+    each (``AUG.ORDER``, ``AUG.INTERPOLATION``) in ``AUG_VARIANTS``; clips = augmented clips."""
+    from ..data.loader import build_train_transform
+
+    rng = random.Random(0)
+    clips = [train.read_clip(r, rng) for r in train.records[:num_videos]]
+    rows = []
+    for order, interpolation in AUG_VARIANTS:
+        variant = cfg.clone()
+        variant.defrost()
+        variant.AUG.ORDER, variant.AUG.INTERPOLATION = order, interpolation
+        transform = build_train_transform(variant)
+
+        def run(rng, transform=transform) -> int:
+            return sum(1 for clip in clips for _ in range(per_clip) if transform(clip, rng) is not None)
+
+        rows.append(_timed(f"augment {order} {interpolation}", "-", "train", 0, run))
+    return rows
+
+
+def _rotation_rows(clip: torch.Tensor, calls: int) -> list[Measurement]:
+    import torchvision.transforms.v2.functional as TF
+
+    from ..data.transforms import apply_augment_op
+
+    def pil(name: str) -> Callable[[random.Random], int]:
+        return lambda rng: sum(1 for _ in range(calls) if apply_augment_op(clip, "Rotate", 17.0, name) is not None)
+
+    def tensor(rng: random.Random) -> int:
+        return sum(1 for _ in range(calls) if TF.rotate(clip, 17.0, fill=[128.0] * clip.shape[1]) is not None)
+
+    shape = f"{clip.shape[-1]}x{clip.shape[-2]}"
+    rows = [_timed(f"rotate PIL {f} {shape}", "-", "op", 0, pil(f)) for f in ("nearest", "bilinear", "bicubic")]
+    return rows + [_timed(f"rotate tensor bilinear {shape}", "-", "op", 0, tensor)]
+
+
+def measure_geometric_ops(
+    num_frames: int = 16, sizes: Sequence[tuple[int, int]] = GEOMETRIC_SIZES, calls: int = 5
+) -> list[Measurement]:
+    """A RandAugment rotation (17 degrees) of a ``num_frames`` clip, ``calls`` times: through PIL frame by frame (what
+    runs, with each filter) and through torchvision's tensor ``rotate`` (bilinear; it has no bicubic); clips = calls."""
+    rows = []
+    for height, width in sizes:
+        clip = torch.randint(0, 256, (num_frames, height, width, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
+        rows += _rotation_rows(clip, calls)
+    return rows
+
+
 def measure_loader(loader: torch.utils.data.DataLoader, num_batches: int, backend: str, split: str) -> Measurement:
     """Clips (test: views) per second through a DataLoader with worker processes, total over the workers."""
 
@@ -195,6 +246,13 @@ def measure_loader(loader: torch.utils.data.DataLoader, num_batches: int, backen
         return clips
 
     return _timed(f"{split} DataLoader", backend, split, loader.num_workers, lambda rng: run(), repeat=1)
+
+
+def run_augmentation_benchmark(cfg, num_videos: int, per_clip: int = 2) -> list[Measurement]:
+    """Augmentation per order and filter on the config's training clips, and the geometric op's cost."""
+    from ..data.loader import build_dataset
+
+    return measure_augmentation(cfg, build_dataset(cfg, "train"), num_videos, per_clip) + measure_geometric_ops()
 
 
 def run_benchmark(cfg, backends: Sequence[str], workers: int, num_videos: int, baseline: bool = True) -> list[Measurement]:
@@ -228,10 +286,13 @@ def run_benchmark(cfg, backends: Sequence[str], workers: int, num_videos: int, b
 
 def format_table(rows: Sequence[Measurement]) -> str:
     """The measurements as an aligned text table."""
-    lines = [f"{'measurement':<26}{'backend':<12}{'mode':<7}{'workers':>8}{'clips':>7}{'seconds':>9}{'clips/s':>9}"]
+    header = f"{'measurement':<32}{'backend':<12}{'mode':<7}{'workers':>8}{'clips':>7}{'seconds':>9}{'clips/s':>9}"
+    lines = [header + f"{'ms/clip':>9}"]
     for r in rows:
+        ms = 1000 * r.seconds / r.clips if r.clips else float("nan")
         lines.append(
-            f"{r.name:<26}{r.backend:<12}{r.mode:<7}{r.workers:>8}{r.clips:>7}{r.seconds:>9.2f}{r.clips_per_s:>9.2f}"
+            f"{r.name:<32}{r.backend:<12}{r.mode:<7}{r.workers:>8}{r.clips:>7}{r.seconds:>9.2f}{r.clips_per_s:>9.2f}"
+            f"{ms:>9.1f}"
         )
     return "\n".join(lines)
 

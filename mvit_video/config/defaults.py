@@ -204,7 +204,11 @@ def _add_aug(cfg: CfgNode) -> None:
     cfg.AUG.NUM_SAMPLE = 1  # repeated augmentation: clips per decoded video
     cfg.AUG.COLOR_JITTER = 0.4
     cfg.AUG.AA_TYPE = "rand-m9-mstd0.5-inc1"
-    cfg.AUG.INTERPOLATION = "bicubic"
+    cfg.AUG.INTERPOLATION = "bicubic"  # PIL filter of RandAugment's rotate/shear/translate: bilinear or bicubic
+    # toolkit: "pyslowfast" = PySlowFast's Kinetics/SSv2 order (RandAugment on the decoded frames, normalise, then
+    # crop + flip, then erasing); "crop_first" = crop + flip first, RandAugment on the crop (cheaper, but its
+    # geometric ops then fill the crop's corners; costs in docs/benchmarks.md)
+    cfg.AUG.ORDER = "pyslowfast"
     cfg.AUG.RE_PROB = 0.25
     cfg.AUG.RE_MODE = "pixel"
     cfg.AUG.RE_COUNT = 1
@@ -334,7 +338,7 @@ def _add_data_transforms(cfg: CfgNode) -> None:
     cfg.DATA.TRAIN_JITTER_MOTION_SHIFT = False
     cfg.DATA.TRAIN_CROP_SIZE = 224
     cfg.DATA.TEST_CROP_SIZE = 256
-    cfg.DATA.IN_VAL_CROP_RATIO = 0.875  # image test: resize to crop / ratio, then centre crop
+    cfg.DATA.IN_VAL_CROP_RATIO = 0.875  # image test: short side to int(TEST_CROP_SIZE / ratio), centre crop; 0: no crop
     cfg.DATA.RANDOM_FLIP = True
     cfg.DATA.REVERSE_INPUT_CHANNEL = False  # RGB <-> BGR
 

@@ -31,6 +31,7 @@ __all__ = [
 _POOL_MODES = ("conv", "conv_unshared", "avg", "max")
 _PRECISIONS = ("fp32", "fp16", "bf16")
 _ENSEMBLE_METHODS = ("sum", "max")
+_AUG_ORDERS = ("pyslowfast", "crop_first")  # = mvit_video.data.pipeline.AUG_ORDERS (config does not import data)
 
 _short = reprlib.Repr()
 _short.maxlist = 6
@@ -415,7 +416,7 @@ def _check_testing(cfg: CfgNode, source: str) -> None:
 
 
 def _check_toolkit(cfg: CfgNode, source: str) -> None:
-    """Toolkit keys: precision, bad-video budget, demo."""
+    """Toolkit keys: precision, augmentation order, bad-video budget, demo."""
     if cfg.TRAIN.PRECISION not in _PRECISIONS:
         _fail(source, "TRAIN.PRECISION", cfg.TRAIN.PRECISION, f"must be one of {_PRECISIONS}")
     if cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.PRECISION == "fp32":
@@ -429,6 +430,8 @@ def _check_toolkit(cfg: CfgNode, source: str) -> None:
         _fail(source, "MODEL.ATTN_IMPL", cfg.MODEL.ATTN_IMPL, "must be auto, sdpa or math")
     if not _is_int(cfg.TRAIN.GRAD_ACCUM_STEPS, 1):
         _fail(source, "TRAIN.GRAD_ACCUM_STEPS", cfg.TRAIN.GRAD_ACCUM_STEPS, "must be an integer >= 1")
+    if cfg.AUG.ORDER not in _AUG_ORDERS:
+        _fail(source, "AUG.ORDER", cfg.AUG.ORDER, "must be pyslowfast or crop_first")
     if not 0.0 <= cfg.DATA.MAX_BAD_FRACTION <= 1.0:
         _fail(source, "DATA.MAX_BAD_FRACTION", cfg.DATA.MAX_BAD_FRACTION, "must be in [0, 1]")
     if not _is_int(cfg.DEMO.TOPK, 1):

@@ -1,4 +1,8 @@
-"""ImageNet-style folders (one sub-folder per class) as one-frame clips: images are the T=1 case."""
+"""ImageNet-style folders (one sub-folder per class) as one-frame clips: images are the T=1 case.
+
+Evaluation follows PySlowFast's ``datasets/imagenet.py`` test transform (torchvision's ``Resize`` with bicubic on
+the PIL image, ``CenterCrop``, ``ToTensor``, ``Normalize``), computed with PIL directly.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from torch.utils.data import Dataset
 from .badfiles import BadVideoLog, load_or_replace
 from .kinetics import ClipTransform
 from .records import DatasetError, VideoRecord
-from .transforms import crop, normalize, short_side_resize
+from .transforms import normalize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -44,19 +48,52 @@ def read_image_folder(root: str) -> tuple[list[VideoRecord], list[str]]:
     return records, classes
 
 
-def read_image(path: str) -> torch.Tensor:
-    """An image file as a (1, 3, H, W) uint8 RGB one-frame clip."""
+def open_rgb(path: str):
+    """An image file as an RGB ``PIL.Image`` (decoded now, the file closed)."""
     from PIL import Image, UnidentifiedImageError
 
     if not os.path.exists(path):
         raise ImageDecodeError(path, "missing file")
     try:
         with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
+            return image.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ImageDecodeError(path, f"corrupt: {str(e).splitlines()[0][:120]}") from None
+
+
+def _to_clip(image) -> torch.Tensor:
     # (H, W, 3) -> (1, 3, H, W)
-    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0)
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0)
+
+
+def read_image(path: str) -> torch.Tensor:
+    """An image file as a (1, 3, H, W) uint8 RGB one-frame clip."""
+    return _to_clip(open_rgb(path))
+
+
+def evaluation_view(
+    image, crop_size: int, crop_ratio: float, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """PySlowFast's image test view of an RGB ``PIL.Image``, as a (3, 1, crop_size, crop_size) float clip.
+
+    ``crop_ratio`` > 0 (``DATA.IN_VAL_CROP_RATIO``): the short side is resized (PIL bicubic) to
+    ``int(1 / crop_ratio * crop_size)``, the long side to ``int(size * long / short)`` (torchvision ``Resize``), then
+    the centre ``crop_size`` square is taken at ``round((side - crop_size) / 2)`` (torchvision ``CenterCrop``).
+    ``crop_ratio`` 0: the image is resized to ``crop_size`` x ``crop_size``. Then ``(x / 255 - mean) / std``.
+    """
+    from PIL import Image
+
+    width, height = image.size
+    if crop_ratio == 0:
+        image = image.resize((crop_size, crop_size), Image.Resampling.BICUBIC)
+    else:
+        size = int((1.0 / crop_ratio) * crop_size)
+        short, long = min(width, height), max(width, height)
+        new_w, new_h = (size, int(size * long / short)) if width <= height else (int(size * long / short), size)
+        image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+        top, left = round((new_h - crop_size) / 2.0), round((new_w - crop_size) / 2.0)
+        image = image.crop((left, top, left + crop_size, top + crop_size))
+    return normalize(_to_clip(image), mean, std)
 
 
 class ImageDataset(Dataset):
@@ -66,9 +103,10 @@ class ImageDataset(Dataset):
         records: image files and labels.
         bad_log: where unreadable images are recorded.
         transform: training augmentation (same pipeline as videos); None for evaluation.
-        crop_size: evaluation crop; the short side is first resized to ``crop_size / crop_ratio``.
+        crop_size: evaluation crop (``DATA.TEST_CROP_SIZE``).
         mean, std: evaluation normalisation.
-        crop_ratio: evaluation centre-crop fraction (0.875 as in the MViTv2 ImageNet recipe).
+        crop_ratio: evaluation centre-crop fraction (``DATA.IN_VAL_CROP_RATIO``, 0.875); 0 resizes to the crop
+            (see ``evaluation_view``).
         seed: base of the per-item random streams.
     """
 
@@ -94,11 +132,6 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _evaluate_view(self, clip: torch.Tensor) -> torch.Tensor:
-        clip = short_side_resize(clip, int(self.crop_size / self.crop_ratio), "bicubic")
-        y0, x0 = (clip.shape[2] - self.crop_size) // 2, (clip.shape[3] - self.crop_size) // 2
-        return normalize(crop(clip, y0, x0, self.crop_size), self.mean, self.std)
-
     def _on_bad(self, index: int, error: ImageDecodeError) -> None:
         self.bad_log.record(self.records[index].path, error.reason)
 
@@ -114,7 +147,8 @@ class ImageDataset(Dataset):
             return {"video": video, "label": self.records[index].label, "index": index}
         record = self.records[index]
         try:
-            video, valid, error = self._evaluate_view(read_image(record.path)), True, ""
+            view = evaluation_view(open_rgb(record.path), self.crop_size, self.crop_ratio, self.mean, self.std)
+            video, valid, error = view, True, ""
         except ImageDecodeError as e:
             self._on_bad(index, e)
             video, valid, error = torch.zeros(3, 1, self.crop_size, self.crop_size), False, e.reason

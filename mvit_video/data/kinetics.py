@@ -19,7 +19,7 @@ from .badfiles import BadVideoLog, load_or_replace
 from .decode import VideoDecodeError, open_video
 from .records import VideoRecord
 from .sampling import clip_span, spatial_crop_offsets, test_clip_indices, train_clip_indices, uniform_segment_indices
-from .transforms import normalize_, short_side_resize
+from .transforms import normalize_, short_side_interpolate
 
 # (T, C, H, W) uint8 clip and a random source -> (C, T, H, W) float clip
 ClipTransform = Callable[[torch.Tensor, random.Random], torch.Tensor]
@@ -79,41 +79,82 @@ def frames_to_clip(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2)
 
 
+@dataclass(frozen=True)
+class SpatialViews:
+    """The spatial side of evaluation views: PySlowFast's ``spatial_sampling`` with a fixed scale.
+
+    Frames are normalised, resized so their short side is ``short_side`` (``F.interpolate`` bilinear, no
+    antialiasing, long side floored) and cut into ``num_crops`` square crops (``spatial_crop_offsets``).
+
+    Attributes:
+        short_side: the resized short side. PySlowFast's test: ``DATA.TRAIN_JITTER_SCALES[0]`` with one crop,
+            ``DATA.TEST_CROP_SIZE`` with three (SSv2: always ``TEST_CROP_SIZE``); see ``loader.spatial_views``.
+        crop_size: side of the crops.
+        num_crops: 1 (centre) or 3 (along the long side: left/centre/right or top/centre/bottom).
+        mean, std: normalisation (``DATA.MEAN`` / ``DATA.STD``).
+        reverse_channels: RGB -> BGR after normalisation (``DATA.REVERSE_INPUT_CHANNEL``).
+    """
+
+    short_side: int
+    crop_size: int
+    num_crops: int = 1
+    mean: tuple[float, ...] = (0.45, 0.45, 0.45)
+    std: tuple[float, ...] = (0.225, 0.225, 0.225)
+    reverse_channels: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.crop_size <= self.short_side:
+            raise ValueError(f"SpatialViews: crop_size {self.crop_size} must be in (0, short_side={self.short_side}]")
+        if self.num_crops not in (1, 3):
+            raise ValueError(f"SpatialViews: num_crops must be 1 or 3 (TEST.NUM_SPATIAL_CROPS), got {self.num_crops}")
+
+
+_RESIZE_CHUNK = 32  # frames normalised and resized at a time (bounds the full-size float copy)
+
+
+def _normalised_resized(frames: torch.Tensor, spatial: SpatialViews) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, C, H', W') float32: PySlowFast's test arithmetic, normalise then resize."""
+    out = None
+    for start in range(0, frames.shape[0], _RESIZE_CHUNK):
+        part = frames[start : start + _RESIZE_CHUNK].to(torch.float32, memory_format=torch.contiguous_format)
+        normalize_(part.transpose(0, 1), spatial.mean, spatial.std)  # in place, through a (C, N, H, W) view
+        part = short_side_interpolate(part, spatial.short_side)
+        if start == 0 and len(part) == frames.shape[0]:
+            return part
+        if out is None:
+            out = torch.empty(frames.shape[0], *part.shape[1:])
+        out[start : start + len(part)] = part
+    return out
+
+
 def views_from_frames(
-    frames: torch.Tensor,
-    wanted: Sequence[int],
-    clips: Sequence[Sequence[int]],
-    crop_size: int,
-    num_crops: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    interpolation: str = "bilinear",
-    reverse_channels: bool = False,
+    frames: torch.Tensor, wanted: Sequence[int], clips: Sequence[Sequence[int]], spatial: SpatialViews
 ) -> torch.Tensor:
-    """The test-time views of decoded frames: short side resized to ``crop_size`` once, then each clip cut into
-    ``num_crops`` square crops, normalised.
+    """The evaluation views of decoded frames: each frame normalised and resized once, then each clip cut into
+    ``spatial.num_crops`` square crops.
+
+    Equals PySlowFast's test-time computation per view (``tensor_normalize``, ``random_short_side_scale_jitter``
+    with min = max = ``short_side``, ``uniform_crop``) up to float rounding.
 
     Args:
         frames: (N, C, H, W) uint8, the frames at the sorted unique indices ``wanted``.
         wanted: the frame index of each of ``frames``.
         clips: per temporal clip, its frame indices (each in ``wanted``).
-        crop_size, num_crops, mean, std, interpolation, reverse_channels: as in ``MultiViewDataset``.
+        spatial: resize, crops and normalisation.
 
     Returns:
         float32 (len(clips) * num_crops, C, T, crop_size, crop_size), clip-major.
     """
-    frames = short_side_resize(frames, crop_size, interpolation)
+    video = _normalised_resized(frames, spatial)
     position = {frame: i for i, frame in enumerate(wanted)}
-    offsets = spatial_crop_offsets(frames.shape[2], frames.shape[3], crop_size, num_crops)
-    size = crop_size
-    # (V, C, T, H, W) uint8, filled crop by crop, then converted and normalised in one contiguous pass
-    views = torch.empty(len(clips) * len(offsets), frames.shape[1], len(clips[0]), size, size, dtype=torch.uint8)
+    size = spatial.crop_size
+    offsets = spatial_crop_offsets(video.shape[2], video.shape[3], size, spatial.num_crops)
+    views = torch.empty(len(clips) * len(offsets), video.shape[1], len(clips[0]), size, size)
     for c, clip in enumerate(clips):
-        clip_frames = frames[[position[i] for i in clip]]
+        clip_frames = video[[position[i] for i in clip]]  # (T, C, H', W')
         for o, (y0, x0) in enumerate(offsets):
             views[c * len(offsets) + o].copy_(clip_frames[:, :, y0 : y0 + size, x0 : x0 + size].transpose(0, 1))
-    views = normalize_(views.float(), mean, std)
-    return views.flip(1) if reverse_channels else views
+    return views.flip(1) if spatial.reverse_channels else views
 
 
 class ClipDataset(Dataset):
@@ -178,20 +219,16 @@ class ClipDataset(Dataset):
 class MultiViewDataset(Dataset):
     """Evaluation: every temporal clip x spatial crop of a video, decoded and resized once per video.
 
-    Frames of all temporal clips are read in one sorted request; the short side is resized to ``crop_size`` once;
-    then each clip is cut into ``num_crops`` crops (1 = centre; 3 = left/centre/right or top/centre/bottom).
+    Frames of all temporal clips are read in one sorted request, normalised and resized once (``views_from_frames``);
+    then each clip is cut into ``spatial.num_crops`` crops.
 
     Args:
         records: the split's videos.
         sampling: clip sampling rule.
         num_clips: temporal views (``TEST.NUM_ENSEMBLE_VIEWS``).
-        num_crops: spatial views (``TEST.NUM_SPATIAL_CROPS``).
-        crop_size: view size (``DATA.TEST_CROP_SIZE``).
-        mean, std: normalisation (``DATA.MEAN`` / ``DATA.STD``).
+        spatial: resize, crops and normalisation of the views (``loader.spatial_views``).
         bad_log: where unreadable videos are recorded.
         decode: backend options.
-        interpolation: resize filter.
-        reverse_channels: RGB -> BGR after normalisation (``DATA.REVERSE_INPUT_CHANNEL``).
         single_view: return (C, T, H, W) instead of (1, C, T, H, W) when there is one view (validation).
     """
 
@@ -200,21 +237,23 @@ class MultiViewDataset(Dataset):
         records: Sequence[VideoRecord],
         sampling: ClipSampling,
         num_clips: int,
-        num_crops: int,
-        crop_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
+        spatial: SpatialViews,
         bad_log: BadVideoLog,
         decode: DecodeOptions = DecodeOptions(),
-        interpolation: str = "bilinear",
-        reverse_channels: bool = False,
         single_view: bool = False,
     ) -> None:
         self.records = list(records)
-        self.sampling, self.num_clips, self.num_crops, self.crop_size = sampling, num_clips, num_crops, crop_size
-        self.mean, self.std, self.bad_log, self.decode = list(mean), list(std), bad_log, decode
-        self.interpolation, self.reverse_channels = interpolation, reverse_channels
-        self.single_view = single_view and num_clips * num_crops == 1
+        self.sampling, self.num_clips, self.spatial = sampling, num_clips, spatial
+        self.bad_log, self.decode = bad_log, decode
+        self.single_view = single_view and self.num_views == 1
+
+    @property
+    def num_crops(self) -> int:
+        return self.spatial.num_crops
+
+    @property
+    def crop_size(self) -> int:
+        return self.spatial.crop_size
 
     @property
     def num_views(self) -> int:
@@ -239,8 +278,7 @@ class MultiViewDataset(Dataset):
     def views(self, record: VideoRecord, only_clip: int | None = None) -> torch.Tensor:
         """All views of one video, (V, C, T, H, W); with ``only_clip``, just that temporal clip's crops."""
         frames, wanted, clips = self.read_clips(record, only_clip)
-        return views_from_frames(frames, wanted, clips, self.crop_size, self.num_crops, self.mean, self.std,
-                                 self.interpolation, self.reverse_channels)  # fmt: skip
+        return views_from_frames(frames, wanted, clips, self.spatial)
 
     def empty_views(self) -> torch.Tensor:
         t = self.sampling.num_frames
@@ -256,4 +294,3 @@ class MultiViewDataset(Dataset):
         if self.single_view:
             video = video[0]
         return {"video": video, "label": record.label, "index": index, "valid": valid, "error": error}
-

@@ -21,7 +21,7 @@ from .. import process
 from .badfiles import BadVideoLog, TooManyBadVideos
 from .decode import SUPPORTED_BACKENDS
 from .imagefolder import ImageDataset, read_image_folder
-from .kinetics import ClipDataset, ClipSampling, DecodeOptions, MultiViewDataset
+from .kinetics import ClipDataset, ClipSampling, DecodeOptions, MultiViewDataset, SpatialViews
 from .pipeline import TrainClipTransform
 from .records import DatasetError, VideoRecord, check_labels, find_missing, read_csv_split, read_ssv2_split
 from .transforms import RandAugment, RandomErasing
@@ -110,51 +110,126 @@ def clip_sampling(cfg, split: str = "test") -> ClipSampling:
     )
 
 
-def build_train_transform(cfg) -> TrainClipTransform:
-    """The training augmentation of a config (the MViTv2 recipe when ``AUG.ENABLE``)."""
+def spatial_views(cfg, split: str = "test", num_crops: int | None = None) -> SpatialViews:
+    """The spatial side of a split's evaluation views, PySlowFast's test protocol (``datasets/kinetics.py``).
+
+    Test, Kinetics: one crop (``TEST.NUM_SPATIAL_CROPS`` 1) resizes the short side to ``DATA.TRAIN_JITTER_SCALES[0]``
+    and centre-crops ``DATA.TEST_CROP_SIZE``; three crops resize to ``TEST_CROP_SIZE`` and slide along the long
+    side. Test, SSv2 (``datasets/ssv2.py``): the short side is ``TEST_CROP_SIZE`` either way. Validation (a toolkit
+    choice; PySlowFast validates on one random training-style view): one deterministic view, short side
+    ``TRAIN_JITTER_SCALES[0]``, centre crop ``DATA.TRAIN_CROP_SIZE``.
+
+    Args:
+        cfg: the config.
+        split: "val" or "test".
+        num_crops: overrides ``TEST.NUM_SPATIAL_CROPS`` (the demo predictor takes the single-crop view).
+
+    Raises:
+        DatasetError: a crop larger than the resized short side.
+    """
+    scale_key = "DATA.TRAIN_JITTER_SCALES[0]"
+    if split == "val":
+        crops, crop_key, crop_size, short_side = 1, "DATA.TRAIN_CROP_SIZE", cfg.DATA.TRAIN_CROP_SIZE, None
+    else:
+        crops = cfg.TEST.NUM_SPATIAL_CROPS if num_crops is None else num_crops
+        crop_key, crop_size = "DATA.TEST_CROP_SIZE", cfg.DATA.TEST_CROP_SIZE
+        short_side = crop_size if crops > 1 or _dataset_name(cfg, split) == "ssv2" else None
+    if short_side is None:
+        short_side = cfg.DATA.TRAIN_JITTER_SCALES[0]
+        if short_side < crop_size:
+            raise DatasetError(
+                f"{scale_key}={short_side} is smaller than {crop_key}={crop_size}: the single-crop {split} view "
+                f"resizes the short side to {scale_key} and centre-crops {crop_key}; make {scale_key} >= {crop_size}"
+            )
+    return SpatialViews(short_side, crop_size, crops, tuple(cfg.DATA.MEAN), tuple(cfg.DATA.STD),
+                        cfg.DATA.REVERSE_INPUT_CHANNEL)  # fmt: skip
+
+
+_AUG_INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def _rand_augment(cfg) -> RandAugment | None:
     aug = cfg.AUG
+    if not (aug.ENABLE and aug.AA_TYPE):
+        return None
+    if aug.INTERPOLATION not in _AUG_INTERPOLATIONS:
+        raise DatasetError(f"AUG.INTERPOLATION={aug.INTERPOLATION!r} is not supported for RandAugment's geometric ops; "
+                           f"use one of {list(_AUG_INTERPOLATIONS)}")  # fmt: skip
+    try:
+        return RandAugment.from_string(aug.AA_TYPE, interpolation=aug.INTERPOLATION)
+    except ValueError as e:
+        raise DatasetError(f"AUG.AA_TYPE: {e}") from None
+
+
+def build_train_transform(cfg) -> TrainClipTransform:
+    """The training augmentation of a config (the MViTv2 recipe when ``AUG.ENABLE``), in ``AUG.ORDER``.
+
+    Raises:
+        DatasetError: an unsupported ``AUG.INTERPOLATION`` or ``AUG.AA_TYPE``, or scale jitter whose smallest short
+            side is below the crop.
+    """
+    aug, data = cfg.AUG, cfg.DATA
+    relative_scale = tuple(data.TRAIN_JITTER_SCALES_RELATIVE)
+    if len(relative_scale) != 2 and data.TRAIN_JITTER_SCALES[0] < data.TRAIN_CROP_SIZE:
+        raise DatasetError(
+            f"DATA.TRAIN_JITTER_SCALES={list(data.TRAIN_JITTER_SCALES)} starts below DATA.TRAIN_CROP_SIZE="
+            f"{data.TRAIN_CROP_SIZE}: the random crop would not fit; raise the scales or set "
+            f"DATA.TRAIN_JITTER_SCALES_RELATIVE"
+        )
     return TrainClipTransform(
-        crop_size=cfg.DATA.TRAIN_CROP_SIZE,
-        mean=cfg.DATA.MEAN,
-        std=cfg.DATA.STD,
-        jitter_scales=tuple(cfg.DATA.TRAIN_JITTER_SCALES),
-        relative_scale=tuple(cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE),
-        relative_aspect=tuple(cfg.DATA.TRAIN_JITTER_ASPECT_RELATIVE) or (0.75, 1.3333),
-        inverse_uniform=cfg.DATA.INV_UNIFORM_SAMPLE,
-        flip=cfg.DATA.RANDOM_FLIP,
-        rand_augment=RandAugment.from_string(aug.AA_TYPE) if aug.ENABLE and aug.AA_TYPE else None,
+        crop_size=data.TRAIN_CROP_SIZE,
+        mean=data.MEAN,
+        std=data.STD,
+        jitter_scales=tuple(data.TRAIN_JITTER_SCALES),
+        relative_scale=relative_scale,
+        relative_aspect=tuple(data.TRAIN_JITTER_ASPECT_RELATIVE) or (0.75, 1.3333),
+        flip=data.RANDOM_FLIP,
+        rand_augment=_rand_augment(cfg),
         color_jitter_strength=aug.COLOR_JITTER if aug.ENABLE else 0.0,
         erasing=RandomErasing(aug.RE_PROB, aug.RE_MODE, aug.RE_COUNT) if aug.ENABLE and aug.RE_PROB > 0 else None,
-        interpolation=aug.INTERPOLATION,
-        reverse_channels=cfg.DATA.REVERSE_INPUT_CHANNEL,
+        reverse_channels=data.REVERSE_INPUT_CHANNEL,
+        order=aug.ORDER,
+        inverse_uniform=data.INV_UNIFORM_SAMPLE,
     )
+
+
+def _image_crop_ratio(cfg) -> float:
+    ratio = cfg.DATA.IN_VAL_CROP_RATIO
+    if not (ratio == 0 or 0 < ratio <= 1):
+        raise DatasetError(f"DATA.IN_VAL_CROP_RATIO={ratio} must be in (0, 1] (resize to TEST_CROP_SIZE / ratio, "
+                           f"then centre-crop) or 0 (resize to TEST_CROP_SIZE squared, no crop)")  # fmt: skip
+    return float(ratio)
+
+
+def _image_dataset(cfg, split: str) -> ImageDataset:
+    transform = build_train_transform(cfg) if split == "train" else None
+    crop_ratio = _image_crop_ratio(cfg)
+    records, missing = check_split(cfg, split)
+    return ImageDataset(records, _bad_log(cfg, split, records, missing), transform, cfg.DATA.TEST_CROP_SIZE,
+                        cfg.DATA.MEAN, cfg.DATA.STD, crop_ratio=crop_ratio, seed=cfg.RNG_SEED)  # fmt: skip
 
 
 def build_dataset(cfg, split: str) -> Dataset:
     """The dataset of one split ("train", "val" or "test") of a config.
 
     Raises:
-        DatasetError: missing/malformed split files, labels outside ``MODEL.NUM_CLASSES``, unsupported backend.
+        DatasetError: missing/malformed split files, labels outside ``MODEL.NUM_CLASSES``, unsupported backend,
+            augmentation or view sizes that cannot work.
         TooManyBadVideos: more than ``DATA.MAX_BAD_FRACTION`` of the listed files are missing.
     """
-    name = _dataset_name(cfg, split)
-    decode = _decode_options(cfg) if name in VIDEO_DATASETS else None
+    if _dataset_name(cfg, split) in IMAGE_DATASETS:
+        return _image_dataset(cfg, split)
+    decode = _decode_options(cfg)
+    transform = build_train_transform(cfg) if split == "train" else None
+    spatial = spatial_views(cfg, split) if split != "train" else None
     records, missing = check_split(cfg, split)
     bad_log = _bad_log(cfg, split, records, missing)
-    if name in IMAGE_DATASETS:
-        transform = build_train_transform(cfg) if split == "train" else None
-        return ImageDataset(records, bad_log, transform, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.MEAN, cfg.DATA.STD,
-                            seed=cfg.RNG_SEED)  # fmt: skip
     sampling = clip_sampling(cfg, split)
     if split == "train":
-        return ClipDataset(records, sampling, build_train_transform(cfg), bad_log, decode,
-                           num_samples=cfg.AUG.NUM_SAMPLE, seed=cfg.RNG_SEED)  # fmt: skip
-    num_clips, num_crops = (1, 1) if split == "val" else (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
-    crop_size = cfg.DATA.TRAIN_CROP_SIZE if split == "val" else cfg.DATA.TEST_CROP_SIZE
-    return MultiViewDataset(
-        records, sampling, num_clips, num_crops, crop_size, cfg.DATA.MEAN, cfg.DATA.STD, bad_log, decode,
-        reverse_channels=cfg.DATA.REVERSE_INPUT_CHANNEL, single_view=split == "val",
-    )  # fmt: skip
+        return ClipDataset(records, sampling, transform, bad_log, decode, num_samples=cfg.AUG.NUM_SAMPLE,
+                           seed=cfg.RNG_SEED)  # fmt: skip
+    num_clips = 1 if split == "val" else cfg.TEST.NUM_ENSEMBLE_VIEWS
+    return MultiViewDataset(records, sampling, num_clips, spatial, bad_log, decode, single_view=split == "val")
 
 
 class ResumableDistributedSampler(DistributedSampler):

@@ -1,12 +1,14 @@
 """Spatial and photometric clip transforms on tensors.
 
-Clips travel as ``uint8`` tensors shaped ``(T, C, H, W)`` through the spatial and colour ops, which treat
-the frames as one batch: every random decision (crop box, flip, RandAugment op and magnitude, jitter
+Clips travel as ``uint8`` tensors shaped ``(T, C, H, W)`` through the photometric ops and the uint8 crops, which
+treat the frames as one batch: every random decision (crop box, flip, RandAugment op and magnitude, jitter
 factor) is drawn once per clip from a ``random.Random`` and applied to all frames. ``normalize`` turns
-the clip into ``float32 (C, T, H, W)``; ``RandomErasing`` runs after it.
+the clip into ``float32 (C, T, H, W)``; the ``*_float`` crops (PySlowFast's ``spatial_sampling``, which runs on
+normalised clips) and ``RandomErasing`` run after it.
 
 Semantics follow PySlowFast's ``datasets/transform.py`` (short-side jitter, random and uniform crops,
-Inception-style resized crop) and timm's RandAugment / RandomErasing as vendored by PySlowFast.
+Inception-style resized crop: ``F.interpolate`` bilinear without antialiasing on float clips) and timm's
+RandAugment / RandomErasing as vendored by PySlowFast (geometric ops through PIL, frame by frame).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
@@ -27,12 +31,19 @@ __all__ = [
     "apply_augment_op",
     "color_jitter",
     "crop",
+    "draw_crop_offsets",
+    "draw_jitter_size",
     "horizontal_flip",
+    "interpolate_bilinear",
+    "jitter_crop_float",
     "normalize",
     "random_resized_crop",
     "random_short_side_scale_crop",
+    "resized_crop_float",
     "resized_crop_params",
+    "short_side_interpolate",
     "short_side_resize",
+    "short_side_shape",
 ]
 
 _INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
@@ -56,8 +67,16 @@ def _resize(clip: torch.Tensor, height: int, width: int, interpolation: str) -> 
     return TF.resize(clip, [height, width], interpolation=_interpolation(interpolation), antialias=antialias)
 
 
+def short_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) after resizing the short side to ``size``: the long side becomes ``floor(long / short * size)``
+    (PySlowFast ``random_short_side_scale_jitter``; a square frame stays square)."""
+    if width < height:
+        return math.floor(height / width * size), size
+    return size, math.floor(width / height * size)
+
+
 def short_side_resize(clip: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:
-    """Resize so the short side is ``size``; the long side becomes ``floor(long / short * size)``.
+    """Resize a uint8 clip so the short side is ``size`` (``short_side_shape``), with torchvision's antialiasing.
 
     A clip whose short side already equals ``size`` is returned unchanged (PySlowFast
     ``random_short_side_scale_jitter`` with a fixed size).
@@ -74,11 +93,31 @@ def short_side_resize(clip: torch.Tensor, size: int, interpolation: str = "bilin
     height, width = clip.shape[-2:]
     if min(height, width) == size:
         return clip
-    if width < height:
-        new_h, new_w = math.floor(height / width * size), size
-    else:
-        new_h, new_w = size, math.floor(width / height * size)
-    return _resize(clip, new_h, new_w, interpolation)
+    return _resize(clip, *short_side_shape(height, width, size), interpolation)
+
+
+def draw_jitter_size(min_size: int, max_size: int, rng: random.Random, inverse_uniform: bool = False) -> int:
+    """The short side of a scale-jittered clip: ``round(uniform(min_size, max_size))``, or with ``inverse_uniform``
+    (DATA.INV_UNIFORM_SAMPLE) the rounded reciprocal of a uniform draw in ``[1/max_size, 1/min_size]``."""
+    if inverse_uniform:
+        return round(1.0 / rng.uniform(1.0 / max_size, 1.0 / min_size))
+    return round(rng.uniform(min_size, max_size))
+
+
+def draw_crop_offsets(height: int, width: int, crop_size: int, rng: random.Random) -> tuple[int, int]:
+    """``(y0, x0)`` of a random square crop as PySlowFast's ``random_crop`` draws it: ``randrange(0, side - crop)``
+    per axis (so the last position is never chosen), 0 when the side equals ``crop_size``."""
+    y0 = rng.randrange(0, height - crop_size) if height > crop_size else 0
+    x0 = rng.randrange(0, width - crop_size) if width > crop_size else 0
+    return y0, x0
+
+
+def _check_jitter(min_size: int, max_size: int, crop_size: int, where: str) -> None:
+    if not 0 < crop_size <= min_size <= max_size:
+        raise ValueError(
+            f"{where}: need 0 < crop_size <= min_size <= max_size, got "
+            f"crop_size={crop_size}, scales=({min_size}, {max_size}) (DATA.TRAIN_JITTER_SCALES)"
+        )
 
 
 def random_short_side_scale_crop(
@@ -90,12 +129,10 @@ def random_short_side_scale_crop(
     interpolation: str = "bilinear",
     inverse_uniform: bool = False,
 ) -> torch.Tensor:
-    """Short-side scale jitter then a random square crop (DATA.TRAIN_JITTER_SCALES recipe).
+    """Short-side scale jitter then a random square crop of a uint8 clip (DATA.TRAIN_JITTER_SCALES recipe).
 
-    The short side is ``round(uniform(min_size, max_size))`` (or the reciprocal of a uniform draw in
-    ``[1/max_size, 1/min_size]`` with ``inverse_uniform``, DATA.INV_UNIFORM_SAMPLE). The crop offset is
-    drawn like PySlowFast's ``random_crop``: ``randrange(0, side - crop_size)``, so the last position is
-    never chosen, and 0 when the side equals ``crop_size``.
+    The short side is ``draw_jitter_size``; the offsets are ``draw_crop_offsets``. The resize is torchvision's
+    antialiased one on uint8 (``jitter_crop_float`` is PySlowFast's on normalised clips).
 
     Args:
         clip: uint8 (T, C, H, W).
@@ -109,19 +146,9 @@ def random_short_side_scale_crop(
     Returns:
         uint8 (T, C, crop_size, crop_size).
     """
-    if not 0 < crop_size <= min_size <= max_size:
-        raise ValueError(
-            f"random_short_side_scale_crop: need 0 < crop_size <= min_size <= max_size, got "
-            f"crop_size={crop_size}, scales=({min_size}, {max_size}) (DATA.TRAIN_JITTER_SCALES)"
-        )
-    if inverse_uniform:
-        size = round(1.0 / rng.uniform(1.0 / max_size, 1.0 / min_size))
-    else:
-        size = round(rng.uniform(min_size, max_size))
-    clip = short_side_resize(clip, size, interpolation)
-    height, width = clip.shape[-2:]
-    y0 = rng.randrange(0, height - crop_size) if height > crop_size else 0
-    x0 = rng.randrange(0, width - crop_size) if width > crop_size else 0
+    _check_jitter(min_size, max_size, crop_size, "random_short_side_scale_crop")
+    clip = short_side_resize(clip, draw_jitter_size(min_size, max_size, rng, inverse_uniform), interpolation)
+    y0, x0 = draw_crop_offsets(clip.shape[-2], clip.shape[-1], crop_size, rng)
     return crop(clip, y0, x0, crop_size)
 
 
@@ -172,7 +199,8 @@ def random_resized_crop(
     rng: random.Random,
     interpolation: str = "bilinear",
 ) -> torch.Tensor:
-    """Crop one random box (see ``resized_crop_params``) from every frame and resize it to a square.
+    """Crop one random box (see ``resized_crop_params``) from every frame of a uint8 clip and resize it to a square
+    with torchvision's antialiased resize (``resized_crop_float`` is PySlowFast's on normalised clips).
 
     Args:
         clip: uint8 (T, C, H, W).
@@ -199,23 +227,130 @@ def crop(clip: torch.Tensor, y0: int, x0: int, size: int) -> torch.Tensor:
 
 
 def horizontal_flip(clip: torch.Tensor) -> torch.Tensor:
-    """Mirror every frame left-right (columns reversed)."""
+    """Mirror every frame left-right (columns reversed); any layout ending in (H, W)."""
     return clip.flip(-1)
+
+
+# ------------------------------------------------------------------ float clips: PySlowFast's spatial_sampling
+def _check_float(video: torch.Tensor, where: str) -> None:
+    if video.dim() != 4 or not video.is_floating_point():
+        raise ValueError(f"{where}: expected a float 4-D clip ending in (H, W), got {video.dtype} {tuple(video.shape)}")
+
+
+def interpolate_bilinear(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """PySlowFast's resize: ``F.interpolate(mode="bilinear", align_corners=False)`` without antialiasing, on a float
+    4-D clip such as (C, T, H, W) or (T, C, H, W) (every (H, W) plane resized alike)."""
+    _check_float(video, "interpolate_bilinear")
+    return F.interpolate(video, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def short_side_interpolate(video: torch.Tensor, size: int) -> torch.Tensor:
+    """``interpolate_bilinear`` to ``short_side_shape``; unchanged when the short side already equals ``size``
+    (PySlowFast ``random_short_side_scale_jitter`` with min = max = ``size``)."""
+    _check_float(video, "short_side_interpolate")
+    height, width = video.shape[-2:]
+    if min(height, width) == size:
+        return video
+    return interpolate_bilinear(video, *short_side_shape(height, width, size))
+
+
+def jitter_crop_float(
+    video: torch.Tensor,
+    min_size: int,
+    max_size: int,
+    crop_size: int,
+    rng: random.Random,
+    inverse_uniform: bool = False,
+) -> torch.Tensor:
+    """PySlowFast's training ``spatial_sampling`` without relative scales: short side ``draw_jitter_size``
+    (``short_side_interpolate``), then a random square crop (``draw_crop_offsets``).
+
+    Args:
+        video: float (C, T, H, W), normalised.
+        min_size, max_size: short-side range (DATA.TRAIN_JITTER_SCALES).
+        crop_size: side of the square crop; must be <= ``min_size``.
+        rng: source of the random draws.
+        inverse_uniform: DATA.INV_UNIFORM_SAMPLE.
+
+    Returns:
+        float (C, T, crop_size, crop_size).
+    """
+    _check_jitter(min_size, max_size, crop_size, "jitter_crop_float")
+    video = short_side_interpolate(video, draw_jitter_size(min_size, max_size, rng, inverse_uniform))
+    y0, x0 = draw_crop_offsets(video.shape[-2], video.shape[-1], crop_size, rng)
+    return crop(video, y0, x0, crop_size)
+
+
+def resized_crop_float(
+    video: torch.Tensor, crop_size: int, scale: Sequence[float], ratio: Sequence[float], rng: random.Random
+) -> torch.Tensor:
+    """PySlowFast's ``random_resized_crop``: one ``resized_crop_params`` box, ``interpolate_bilinear`` to a square.
+
+    Args:
+        video: float (C, T, H, W), normalised.
+        crop_size: output side.
+        scale: (min, max) area fraction (DATA.TRAIN_JITTER_SCALES_RELATIVE).
+        ratio: (min, max) aspect ratio (DATA.TRAIN_JITTER_ASPECT_RELATIVE).
+        rng: source of the random draws.
+
+    Returns:
+        float (C, T, crop_size, crop_size).
+    """
+    _check_float(video, "resized_crop_float")
+    y0, x0, h, w = resized_crop_params(video.shape[-2], video.shape[-1], scale, ratio, rng)
+    return interpolate_bilinear(video[..., y0 : y0 + h, x0 : x0 + w], crop_size, crop_size)
 
 
 # ---------------------------------------------------------------------------------------------- RandAugment
 _LEVEL_DENOM = 10.0
 
 
+# PIL resampling filters (``PIL.Image.Resampling`` values) for the geometric ops; PIL's affine transform and rotate
+# accept only these three.
+_PIL_FILTERS = {"nearest": 0, "bilinear": 2, "bicubic": 3}
+
+
+def _pil_filter(name: str) -> int:
+    if name not in _PIL_FILTERS:
+        raise ValueError(f"RandAugment: unknown interpolation {name!r} (AUG.INTERPOLATION); use one of "
+                         f"{sorted(_PIL_FILTERS)}")  # fmt: skip
+    return _PIL_FILTERS[name]
+
+
 @dataclass(frozen=True)
 class _Geometry:
-    interpolation: InterpolationMode
-    fill: list[float]
+    resample: int  # PIL filter
+    fill: tuple[int, ...]
 
 
-def _affine(clip: torch.Tensor, geo: _Geometry, **kw) -> torch.Tensor:
-    args = {"angle": 0.0, "translate": [0.0, 0.0], "scale": 1.0, "shear": [0.0, 0.0]} | kw
-    return TF.affine(clip, **args, interpolation=geo.interpolation, fill=geo.fill)
+def _per_frame_pil(clip: torch.Tensor, op: Callable) -> torch.Tensor:
+    """``op(PIL image) -> PIL image`` applied to every frame of a uint8 (T, C, H, W) clip, as PySlowFast's
+    ``_frame_to_list_img`` + RandAugment + ``_list_img_to_frames`` does (the values stay uint8: exact)."""
+    from PIL import Image
+
+    frames = clip.permute(0, 2, 3, 1).numpy()  # (T, H, W, C), a view when the decoder's layout is kept
+    out = np.empty(frames.shape, dtype=np.uint8)
+    for t, frame in enumerate(frames):
+        out[t] = np.asarray(op(Image.fromarray(np.ascontiguousarray(frame))))
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
+
+
+def _pil_affine(clip: torch.Tensor, geo: _Geometry, matrix: Callable[[int, int], tuple]) -> torch.Tensor:
+    """PIL's affine transform with the inverse map ``matrix(width, height)``: output (x, y) samples the input at
+    (a x + b y + c, d x + e y + f), pixels from outside get ``fill`` (timm's shear / translate)."""
+    from PIL import Image
+
+    def op(image):
+        coefficients = matrix(*image.size)
+        return image.transform(image.size, Image.Transform.AFFINE, coefficients, resample=geo.resample,
+                               fillcolor=geo.fill)  # fmt: skip
+
+    return _per_frame_pil(clip, op)
+
+
+def _pil_rotate(clip: torch.Tensor, degrees: float, geo: _Geometry) -> torch.Tensor:
+    """PIL's rotate about the frame centre, counter-clockwise for positive degrees (timm's Rotate)."""
+    return _per_frame_pil(clip, lambda image: image.rotate(degrees, resample=geo.resample, fillcolor=geo.fill))
 
 
 def _solarize(clip: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -253,12 +388,14 @@ def _sharpness(clip: torch.Tensor, factor: float) -> torch.Tensor:
     return image.clamp_(0, 255).to(torch.uint8)
 
 
-# op name -> fn(clip, arg, geometry); the arg follows timm's PIL op (degrees, factor, fraction, bits, ...).
+# op name -> fn(clip, arg, geometry); the arg follows timm's PIL op (degrees, factor, fraction, bits, ...). Geometric
+# ops run through PIL frame by frame (exact timm semantics for every filter; torchvision's tensor affine has no
+# bicubic); the colour ops run on the whole clip as tensors (within one grey level of PIL's, tested).
 _OP_FNS: dict[str, Callable[[torch.Tensor, float, _Geometry], torch.Tensor]] = {
     "AutoContrast": lambda c, a, g: TF.autocontrast(c),
     "Equalize": lambda c, a, g: TF.equalize(c),
     "Invert": lambda c, a, g: TF.invert(c),
-    "Rotate": lambda c, a, g: TF.rotate(c, a, interpolation=g.interpolation, fill=g.fill),
+    "Rotate": lambda c, a, g: _pil_rotate(c, a, g),
     "Posterize": lambda c, a, g: _posterize(c, a),
     "Solarize": lambda c, a, g: _solarize(c, a),
     "SolarizeAdd": lambda c, a, g: _solarize_add(c, a),
@@ -266,12 +403,11 @@ _OP_FNS: dict[str, Callable[[torch.Tensor, float, _Geometry], torch.Tensor]] = {
     "Contrast": lambda c, a, g: TF.adjust_contrast(c, a),
     "Brightness": lambda c, a, g: TF.adjust_brightness(c, a),
     "Sharpness": lambda c, a, g: _sharpness(c, a),
-    # PIL shears about the top-left corner: x_in = x + a * y  <=>  torchvision shear atan(a) about (0, 0).
-    "ShearX": lambda c, a, g: _affine(c, g, shear=[math.degrees(math.atan(a)), 0.0], center=[0.0, 0.0]),
-    "ShearY": lambda c, a, g: _affine(c, g, shear=[0.0, math.degrees(math.atan(a))], center=[0.0, 0.0]),
-    # PIL samples x_in = x + a * W, i.e. the content moves by -a * W.
-    "TranslateXRel": lambda c, a, g: _affine(c, g, translate=[-a * c.shape[-1], 0.0]),
-    "TranslateYRel": lambda c, a, g: _affine(c, g, translate=[0.0, -a * c.shape[-2]]),
+    # timm's PIL ops: the coefficients map an output pixel to the input position it samples
+    "ShearX": lambda c, a, g: _pil_affine(c, g, lambda w, h: (1, a, 0, 0, 1, 0)),
+    "ShearY": lambda c, a, g: _pil_affine(c, g, lambda w, h: (1, 0, 0, a, 1, 0)),
+    "TranslateXRel": lambda c, a, g: _pil_affine(c, g, lambda w, h: (1, 0, a * w, 0, 1, 0)),
+    "TranslateYRel": lambda c, a, g: _pil_affine(c, g, lambda w, h: (1, 0, 0, 0, 1, a * h)),
 }
 for _name in ("Posterize", "Solarize", "Color", "Contrast", "Brightness", "Sharpness"):
     _OP_FNS[_name + "Increasing"] = _OP_FNS[_name]
@@ -321,11 +457,13 @@ def apply_augment_op(
     """Apply one RandAugment op with an explicit argument to all frames of a uint8 (T, C, H, W) clip.
 
     ``arg`` has the meaning of timm's PIL op argument (degrees, enhance factor, shear factor, translate
-    fraction, bits, threshold, added value); ops without an argument ignore it.
+    fraction, bits, threshold, added value); ops without an argument ignore it. ``interpolation`` ("nearest",
+    "bilinear" or "bicubic", AUG.INTERPOLATION) is the PIL filter of the geometric ops; ``fill`` the grey level of
+    the pixels they uncover.
     """
     if name not in _OP_FNS:
         raise ValueError(f"apply_augment_op: unknown op {name!r}; known ops: {sorted(_OP_FNS)}")
-    geometry = _Geometry(_interpolation(interpolation), [float(fill)] * clip.shape[-3])
+    geometry = _Geometry(_pil_filter(interpolation), (int(fill),) * clip.shape[-3])
     return _OP_FNS[name](clip, arg, geometry)
 
 
@@ -355,7 +493,7 @@ class RandAugment:
         magnitude_max: timm "mmax", the clip bound for sampled magnitudes.
         translate_pct: TranslateXRel/YRel range at magnitude 10 (timm hparam, 0.45).
         fill: grey level for pixels uncovered by geometric ops (timm's img_mean 128).
-        interpolation: for geometric ops; torchvision tensor affine supports "bilinear" (and "nearest").
+        interpolation: PIL filter of the geometric ops (AUG.INTERPOLATION): "nearest", "bilinear" or "bicubic".
     """
 
     magnitude: float = 10.0
@@ -393,7 +531,7 @@ class RandAugment:
     def __post_init__(self) -> None:
         if self.num_ops < 0 or not 0.0 <= self.prob <= 1.0 or self.magnitude_std < 0:
             raise ValueError(f"RandAugment: need num_ops >= 0, 0 <= prob <= 1, magnitude_std >= 0, got {self}")
-        _interpolation(self.interpolation)
+        _pil_filter(self.interpolation)
 
     @property
     def ops(self) -> tuple[str, ...]:
@@ -463,8 +601,8 @@ def normalize_(video: torch.Tensor, mean: Sequence[float], std: Sequence[float])
 def normalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (T, C, H, W) -> float32 (C, T, H, W) as ``(x / 255 - mean) / std`` (DATA.MEAN / DATA.STD units)."""
     _check_clip(clip, "normalize")
-    # (T, C, H, W) -> (C, T, H, W)
-    return normalize_(clip.permute(1, 0, 2, 3).to(torch.float32), mean, std)
+    # (T, C, H, W) -> (C, T, H, W), contiguous whatever the decoder's layout
+    return normalize_(clip.permute(1, 0, 2, 3).to(torch.float32, memory_format=torch.contiguous_format), mean, std)
 
 
 # ------------------------------------------------------------------------------------------- random erasing

@@ -1,10 +1,12 @@
 """Clip -> top-k: a window of frames through the checkpoint config's test preprocessing and the model.
 
-The clip of a window is the one the test loader (``MultiViewDataset`` with one temporal view and the centre crop)
-takes from a video made of exactly those frames: the same index math (``ClipSampling.test_indices``: NUM_FRAMES
-frames SAMPLING_RATE apart at TARGET_FPS, rescaled to the source's frame rate; indices past the end repeat the last
-frame) and the same pixels (``views_from_frames``: short side resized to TEST_CROP_SIZE, centre crop, DATA.MEAN /
-DATA.STD). A window holds ``window(fps)`` frames: the span of one clip.
+The clip of a window is the one the single-crop test loader (``MultiViewDataset`` with one temporal view and
+``TEST.NUM_SPATIAL_CROPS`` 1) takes from a video made of exactly those frames: the same index math
+(``ClipSampling.test_indices``: NUM_FRAMES frames SAMPLING_RATE apart at TARGET_FPS, rescaled to the source's frame
+rate; indices past the end repeat the last frame) and the same pixels (``views_from_frames`` with
+``loader.spatial_views(cfg, "test", num_crops=1)``: PySlowFast's single-crop view, short side resized to
+DATA.TRAIN_JITTER_SCALES[0] (SSv2: TEST_CROP_SIZE), centre TEST_CROP_SIZE crop, DATA.MEAN / DATA.STD). A window
+holds ``window(fps)`` frames: the span of one clip.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from torch import nn
 
 from ..config import ConfigError
 from ..data.classnames import ClassNamesError, load_classnames
-from ..data.kinetics import ClipSampling, frames_to_clip, views_from_frames
-from ..data.loader import clip_sampling
+from ..data.kinetics import ClipSampling, SpatialViews, frames_to_clip, views_from_frames
+from ..data.loader import clip_sampling, spatial_views
 from ..models import build_model, load_pretrained
 from ..models.layers import head_activation
 from ..models.pretrained import check_complete
@@ -39,23 +41,24 @@ _SPEED_WINDOW = 10  # predictions averaged in Prediction.model_fps
 
 @dataclass(frozen=True)
 class ClipPreprocess:
-    """How a window of frames becomes the model's input: the test loader's recipe with one centre view.
+    """How a window of frames becomes the model's input: the single-crop test loader's recipe.
 
     Attributes:
         sampling: which frames of the window make the clip (``DATA.NUM_FRAMES`` / ``SAMPLING_RATE`` /
             ``TARGET_FPS``, SSv2's segment sampling).
-        crop_size: ``DATA.TEST_CROP_SIZE``.
-        mean, std: ``DATA.MEAN`` / ``DATA.STD``.
-        interpolation: resize filter (the test loader's).
-        reverse_channels: ``DATA.REVERSE_INPUT_CHANNEL``.
+        spatial: resize, centre crop and normalisation (``loader.spatial_views(cfg, "test", num_crops=1)``).
     """
 
     sampling: ClipSampling
-    crop_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str = "bilinear"
-    reverse_channels: bool = False
+    spatial: SpatialViews
+
+    def __post_init__(self) -> None:
+        if self.spatial.num_crops != 1:
+            raise ValueError(f"ClipPreprocess: one centre crop per clip, got num_crops={self.spatial.num_crops}")
+
+    @property
+    def crop_size(self) -> int:
+        return self.spatial.crop_size
 
     def window(self, fps: float) -> int:
         """Frames one clip spans in a source of this frame rate (at least 1)."""
@@ -77,8 +80,7 @@ class ClipPreprocess:
         indices = self.sampling.test_indices(len(frames), fps, 1)[0]
         wanted = sorted(set(indices))
         picked = torch.from_numpy(np.stack([frames[i] for i in wanted]))  # (N, H, W, 3)
-        return views_from_frames(frames_to_clip(picked), wanted, [indices], self.crop_size, 1, self.mean, self.std,
-                                 self.interpolation, self.reverse_channels)  # fmt: skip
+        return views_from_frames(frames_to_clip(picked), wanted, [indices], self.spatial)
 
 
 @dataclass(frozen=True)
@@ -194,14 +196,9 @@ def load_model(cfg, checkpoint: str) -> nn.Module:
 
 
 def build_predictor(cfg, checkpoint: str, device: torch.device | str = "cpu", topk: int | None = None) -> Predictor:
-    """A warmed-up ``Predictor`` for a config and checkpoint: the test preprocessing, class names, ``DEMO.TOPK``."""
-    preprocess = ClipPreprocess(
-        sampling=clip_sampling(cfg, "test"),
-        crop_size=cfg.DATA.TEST_CROP_SIZE,
-        mean=tuple(cfg.DATA.MEAN),
-        std=tuple(cfg.DATA.STD),
-        reverse_channels=cfg.DATA.REVERSE_INPUT_CHANNEL,
-    )
+    """A warmed-up ``Predictor`` for a config and checkpoint: the single-crop test preprocessing (also when the
+    config tests with three crops), class names, ``DEMO.TOPK``."""
+    preprocess = ClipPreprocess(sampling=clip_sampling(cfg, "test"), spatial=spatial_views(cfg, "test", num_crops=1))
     names, source = resolve_class_names(cfg)
     model = load_model(cfg, checkpoint)
     logger.info("class names: %s", source)

@@ -1,9 +1,12 @@
-"""build_dataset / build_loader: batches, exact test views decoded once, bad files, config mistakes."""
+"""build_dataset / build_loader: items and batches against PySlowFast's protocols (re-derived in
+``pyslowfast_reference.py`` from frames decoded here with PyAV), test views decoded once, bad files, config mistakes."""
 
 from __future__ import annotations
 
 import json
+import random
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -11,12 +14,14 @@ import torch
 from mvit_video.config import load_config
 from mvit_video.data.badfiles import BadVideoLog, TooManyBadVideos
 from mvit_video.data.decode import VideoReader
-from mvit_video.data.kinetics import ClipSampling, MultiViewDataset
-from mvit_video.data.loader import build_dataset, build_loader
+from mvit_video.data.kinetics import ClipSampling, MultiViewDataset, SpatialViews
+from mvit_video.data.loader import build_dataset, build_loader, build_train_transform
 from mvit_video.data.records import DatasetError, VideoRecord
 from mvit_video.data.sampling import test_clip_indices
 from mvit_video.data.toy import make_toy_dataset
+from mvit_video.data.transforms import RandAugment
 from tests.conftest import ROOT
+from tests.data import pyslowfast_reference as ref
 from tests.data.synthetic_videos import read_index, write_video
 
 TOY_CONFIG = ROOT / "configs" / "Toy" / "MVITv2_XS_8x2.yaml"
@@ -29,6 +34,23 @@ def toy_dir(tmp_path_factory):
     return out
 
 
+TOY_MEAN, TOY_STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
+# toy videos are 64x80, 80x64, 64x64 or 72x72: these sizes make every view resize (down and up)
+TOY_SIZES = ["DATA.TRAIN_JITTER_SCALES", "[56, 72]", "DATA.TRAIN_CROP_SIZE", "48", "DATA.TEST_CROP_SIZE", "48"]
+
+
+def decode_all(path) -> tuple[np.ndarray, float]:
+    """Every frame of a video in decode order, (N, H, W, 3) uint8, and its average frame rate (PySlowFast's)."""
+    with av.open(str(path)) as container:
+        fps = float(container.streams.video[0].average_rate)
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)]), fps
+
+
+def item_rng(cfg, index: int, epoch: int = 0) -> random.Random:
+    """The random stream of a training item's first attempt (badfiles.load_or_replace)."""
+    return random.Random(f"{cfg.RNG_SEED}-{epoch}-{index}-0")
+
+
 def toy_cfg(toy_dir, tmp_path, *opts):
     return load_config(TOY_CONFIG, [
         "DATA.PATH_TO_DATA_DIR", str(toy_dir), "DATA.PATH_PREFIX", str(toy_dir), "OUTPUT_DIR", str(tmp_path),
@@ -36,12 +58,32 @@ def toy_cfg(toy_dir, tmp_path, *opts):
     ])  # fmt: skip
 
 
-def test_train_batches(toy_dir, tmp_path):
-    loader = build_loader(toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "4"), "train")
+def test_train_items_equal_pyslowfast_spatial_sampling(toy_dir, tmp_path):
+    """Without AUG (the toy config has no flip): PySlowFast's training clip, a random start (decode_indices),
+    normalised, short side round(uniform(56, 72)), random 48 crop; the draws from the item's stream in that order."""
+    cfg = toy_cfg(toy_dir, tmp_path, "AUG.ENABLE", "False", *TOY_SIZES)
+    dataset = build_dataset(cfg, "train")
+    for index in (0, 5, 9):
+        frames, fps = decode_all(dataset.records[index].path)
+        rng = item_rng(cfg, index)
+        indices = ref.decode_indices(len(frames), 8, 2, fps, 15, -1, 1, False, rng)
+        video = ref.tensor_normalize(torch.from_numpy(frames[indices]), TOY_MEAN, TOY_STD).permute(3, 0, 1, 2)
+        video = ref.short_side_scale(video, round(rng.uniform(56, 72)))
+        height, width = video.shape[2:]
+        y0 = rng.randrange(0, height - 48) if height > 48 else 0  # np.random.randint(0, height - size)
+        x0 = rng.randrange(0, width - 48) if width > 48 else 0
+        expected = video[:, :, y0 : y0 + 48, x0 : x0 + 48]
+        torch.testing.assert_close(dataset[index]["video"], expected, rtol=0, atol=1e-6)
+
+
+def test_train_batches_stack_the_sampled_items(toy_dir, tmp_path):
+    cfg = toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "4")
+    loader, dataset = build_loader(cfg, "train"), build_dataset(cfg, "train")
     batch = next(iter(loader))
-    assert batch["video"].shape == (4, 3, 8, 64, 64) and batch["video"].dtype == torch.float32
-    assert batch["label"].shape == (4,) and set(batch["label"].tolist()) <= set(range(6))
-    assert -3 < batch["video"].mean() < 3  # normalised
+    indices = batch["index"].tolist()
+    assert indices == list(loader.sampler)[:4]
+    assert torch.equal(batch["video"], torch.stack([dataset[i]["video"] for i in indices]))
+    assert batch["label"].tolist() == [dataset.records[i].label for i in indices]
     assert len(loader) == 12 // 4  # 6 classes x 2 videos, drop_last
 
 
@@ -54,21 +96,36 @@ def test_train_items_are_reproducible_per_epoch(toy_dir, tmp_path):
 
 
 def test_repeated_augmentation_flattens(toy_dir, tmp_path):
-    loader = build_loader(toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "2", "AUG.NUM_SAMPLE", "3"), "train")
-    batch = next(iter(loader))
-    assert batch["video"].shape == (6, 3, 8, 64, 64)
-    labels = batch["label"].tolist()
-    assert labels[:3] == [labels[0]] * 3 and labels[3:] == [labels[3]] * 3
+    cfg = toy_cfg(toy_dir, tmp_path, "TRAIN.BATCH_SIZE", "2", "AUG.NUM_SAMPLE", "3")
+    batch, dataset = next(iter(build_loader(cfg, "train"))), build_dataset(cfg, "train")
+    first, second = batch["index"][0].item(), batch["index"][3].item()
+    assert batch["index"].tolist() == [first] * 3 + [second] * 3
+    # the 3 samples of a video are its item's 3 augmentations, in order
+    assert torch.equal(batch["video"][:3], dataset[first]["video"])
+    assert torch.equal(batch["video"][3:], dataset[second]["video"])
+    assert batch["label"].tolist() == [dataset.records[first].label] * 3 + [dataset.records[second].label] * 3
     assert not torch.equal(batch["video"][0], batch["video"][1])  # same video, different augmentation
 
 
-def test_val_and_test_batches(toy_dir, tmp_path):
-    cfg = toy_cfg(toy_dir, tmp_path, "TEST.BATCH_SIZE", "3", "TEST.NUM_SPATIAL_CROPS", "3")
-    val = next(iter(build_loader(cfg, "val")))
-    assert val["video"].shape == (6, 3, 8, 64, 64) and val["valid"].all()  # TRAIN.BATCH_SIZE 8 > 6 videos
+def test_val_and_test_batches_equal_pyslowfast_views(toy_dir, tmp_path):
+    """Validation: one view, the clip at USE_OFFSET_SAMPLING's centre, short side TRAIN_JITTER_SCALES[0] = 56,
+    centre crop 48. Test with 3 crops: PySlowFast's 3 temporal x 3 spatial views (short side TEST_CROP_SIZE = 48)."""
+    cfg = toy_cfg(toy_dir, tmp_path, "TEST.BATCH_SIZE", "3", "TEST.NUM_SPATIAL_CROPS", "3", *TOY_SIZES)
+    val = next(iter(build_loader(cfg, "val")))  # TRAIN.BATCH_SIZE 8 > 6 videos: all of them
     test = next(iter(build_loader(cfg, "test")))
-    assert test["video"].shape == (3, 9, 3, 8, 64, 64)  # 3 temporal x 3 spatial views
-    assert test["valid"].all() and test["error"] == ["", "", ""]
+    val_records, test_records = build_dataset(cfg, "val").records, build_dataset(cfg, "test").records
+    assert val["valid"].all() and test["valid"].all() and test["error"] == ["", "", ""]
+    for row, index in enumerate(val["index"].tolist()):
+        frames, fps = decode_all(val_records[index].path)
+        clip = ref.decode_indices(len(frames), 8, 2, fps, 15, 0, 1, True)
+        expected = ref.kinetics_view(torch.from_numpy(frames[clip]), 56, 48, 1, TOY_MEAN, TOY_STD)
+        torch.testing.assert_close(val["video"][row], expected, rtol=0, atol=1e-6)
+    for row, index in enumerate(test["index"].tolist()):
+        frames, fps = decode_all(test_records[index].path)
+        clips = [ref.decode_indices(len(frames), 8, 2, fps, 15, k, 3, True) for k in range(3)]
+        expected = [ref.kinetics_view(torch.from_numpy(frames[c]), 48, 48, s, TOY_MEAN, TOY_STD) for c in clips
+                    for s in range(3)]  # fmt: skip
+        torch.testing.assert_close(test["video"][row], torch.stack(expected), rtol=0, atol=1e-6)
 
 
 def test_multiview_decodes_each_video_once_and_returns_exact_frames(tmp_path, monkeypatch):
@@ -82,8 +139,8 @@ def test_multiview_decodes_each_video_once_and_returns_exact_frames(tmp_path, mo
 
     monkeypatch.setattr(VideoReader, "get_frames", counting)
     sampling = ClipSampling(num_frames=4, sampling_rate=5, target_fps=30, use_offset=True)
-    dataset = MultiViewDataset([VideoRecord(str(path), 0)], sampling, num_clips=3, num_crops=1, crop_size=48,
-                               mean=[0, 0, 0], std=[1, 1, 1], bad_log=BadVideoLog(None, 1, 0.5))  # fmt: skip
+    spatial = SpatialViews(48, 48, 1, (0, 0, 0), (1, 1, 1))
+    dataset = MultiViewDataset([VideoRecord(str(path), 0)], sampling, 3, spatial, BadVideoLog(None, 1, 0.5))
     views = dataset[0]["video"]
     assert len(calls) == 1  # one decode for all views
     expected = test_clip_indices(90, 4, 5, 30.0, 30.0, 3, True)
@@ -155,10 +212,9 @@ def test_worker_processes_give_the_same_batches(toy_dir, tmp_path):
     torch.testing.assert_close(a["video"], b["video"], rtol=0, atol=0)
 
 
-def test_k400_recipe_pipeline_runs_on_real_footage(tmp_path):
-    """configs/K400/MVITv2_S_16x4.yaml's full recipe: random resized crop, RandAugment, erasing, 2 samples."""
-    from mvit_video.data.loader import build_train_transform
-
+def test_k400_recipe_items_are_the_recipe_on_pyslowfast_clips(tmp_path):
+    """configs/K400/MVITv2_S_16x4.yaml's recipe: PySlowFast's order, RandAugment with AUG.INTERPOLATION (bicubic),
+    random resized crop, erasing; AUG.NUM_SAMPLE = 2 augmentations of one clip at PySlowFast's random indices."""
     path = write_video(tmp_path / "clip.mp4", num_frames=80, size=(128, 170), fps=30)
     (tmp_path / "train.csv").write_text(f"{path} 5\n{path} 7\n")
     cfg = load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", [
@@ -166,11 +222,43 @@ def test_k400_recipe_pipeline_runs_on_real_footage(tmp_path):
         "DATA.TEST_CROP_SIZE", "96",
     ])  # fmt: skip
     transform = build_train_transform(cfg)
-    assert transform.rand_augment.num_ops == 4 and transform.rand_augment.magnitude == 7
-    assert transform.erasing is not None and tuple(transform.relative_scale) == (0.08, 1.0)
+    assert transform.order == "pyslowfast" and transform.flip and transform.crop_size == 96
+    assert transform.rand_augment == RandAugment(7, 4, 0.5, increasing=True, interpolation="bicubic")
+    assert (transform.erasing.prob, transform.erasing.mode, transform.erasing.count) == (0.25, "pixel", 1)
+    assert (tuple(transform.relative_scale), tuple(transform.relative_aspect)) == ((0.08, 1.0), (0.75, 1.3333))
     item = build_dataset(cfg, "train")[1]
-    assert item["video"].shape == (2, 3, 16, 96, 96) and item["label"] == 7  # AUG.NUM_SAMPLE: 2
-    assert torch.isfinite(item["video"]).all()
+    frames, fps = decode_all(path)
+    rng = item_rng(cfg, 1)
+    clip = torch.from_numpy(frames[ref.decode_indices(len(frames), 16, 4, fps, 30, -1, 1, False, rng)])
+    clip = clip.permute(0, 3, 1, 2)  # (T, C, H, W)
+    assert item["label"] == 7
+    torch.testing.assert_close(item["video"], torch.stack([transform(clip, rng), transform(clip, rng)]), rtol=0, atol=0)
+
+
+def test_aug_order_key_selects_the_order_and_refuses_others():
+    from mvit_video.config import ConfigError
+    from mvit_video.config.validation import _AUG_ORDERS
+    from mvit_video.data.pipeline import AUG_ORDERS
+
+    assert _AUG_ORDERS == AUG_ORDERS  # the config layer keeps its own copy (it does not import data)
+    for order in AUG_ORDERS:
+        cfg = load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", ["AUG.ORDER", order])
+        assert build_train_transform(cfg).order == order
+    with pytest.raises(ConfigError, match=r"AUG.ORDER='augment_last' must be pyslowfast or crop_first$"):
+        load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", ["AUG.ORDER", "augment_last"])
+
+
+def test_augmentation_config_mistakes_are_one_line(tmp_path):
+    for opts, match in [
+        (["AUG.INTERPOLATION", "lanczos"], r"AUG.INTERPOLATION='lanczos' is not supported .*bilinear.*bicubic"),
+        (["AUG.AA_TYPE", "rand-m7-x4"], r"AUG.AA_TYPE: RandAugment string 'rand-m7-x4': unknown section"),
+        (["DATA.TRAIN_JITTER_SCALES_RELATIVE", "[]", "DATA.TRAIN_JITTER_SCALES", "[200, 320]"],
+         r"DATA.TRAIN_JITTER_SCALES=\[200, 320\] starts below DATA.TRAIN_CROP_SIZE=224"),
+    ]:  # fmt: skip
+        cfg = load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", ["OUTPUT_DIR", str(tmp_path), *opts])
+        with pytest.raises(DatasetError, match=match) as info:
+            build_dataset(cfg, "train")
+        assert "\n" not in str(info.value)
 
 
 def test_ssv2_layout_with_webm_and_uniform_sampling(tmp_path):
@@ -200,13 +288,19 @@ def test_ssv2_layout_with_webm_and_uniform_sampling(tmp_path):
 def _write_image_folder(root, classes=("cat", "dog"), per_class=3):
     from PIL import Image
 
+    rng = np.random.default_rng(len(str(root)))
     for label, name in enumerate(classes):
         (root / name).mkdir(parents=True)
         for k in range(per_class):
-            Image.new("RGB", (56, 40 + 8 * k), (60 * (label + 1),) * 3).save(root / name / f"{k}.png")
+            pixels = rng.integers(0, 256, (40 + 8 * k, 56, 3), dtype=np.uint8)  # landscape, then square
+            Image.fromarray(pixels).save(root / name / f"{k}.png")
 
 
 def test_image_folders_are_one_frame_clips(tmp_path):
+    """Training items are one-frame clips; evaluation items are PySlowFast's ImageNet test view (torchvision's
+    Resize(int(32 / 0.875), bicubic), CenterCrop(32), ToTensor, Normalize on the PIL image)."""
+    from PIL import Image
+
     _write_image_folder(tmp_path / "train")
     _write_image_folder(tmp_path / "val", per_class=2)
     (tmp_path / "val" / "dog" / "broken.png").write_bytes(b"not a png")
@@ -218,10 +312,14 @@ def test_image_folders_are_one_frame_clips(tmp_path):
     batch = next(iter(build_loader(cfg, "train")))
     assert batch["video"].shape == (2, 3, 1, 32, 32)
     test = next(iter(build_loader(cfg, "test")))
-    assert test["video"].shape == (5, 3, 1, 32, 32)
     assert test["label"].tolist() == [0, 0, 1, 1, 1] and test["valid"].tolist() == [True, True, True, True, False]
-    # a flat grey image normalises to the same value everywhere: (60/255 - 0.485) / 0.229 in the red channel
-    assert test["video"][0, 0].flatten().unique().tolist() == pytest.approx([(60 / 255 - 0.485) / 0.229], abs=1e-5)
+    files = [tmp_path / "val" / "cat" / "0.png", tmp_path / "val" / "cat" / "1.png", tmp_path / "val" / "dog" / "0.png",
+             tmp_path / "val" / "dog" / "1.png"]  # fmt: skip
+    mean, std = cfg.DATA.MEAN, cfg.DATA.STD
+    ratio = cfg.DATA.IN_VAL_CROP_RATIO
+    expected = [ref.image_test_view(Image.open(f).convert("RGB"), 32, ratio, mean, std) for f in files]
+    torch.testing.assert_close(test["video"][:4, :, 0], torch.stack(expected), rtol=0, atol=1e-6)
+    assert torch.equal(test["video"][4], torch.zeros(3, 1, 32, 32))  # the broken file: an empty, invalid item
     assert "broken.png" in (tmp_path / "bad_videos.txt").read_text()
 
 

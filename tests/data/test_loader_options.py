@@ -12,7 +12,7 @@ from mvit_video.config import load_config
 from mvit_video.data.loader import build_dataset, build_loader, build_train_transform
 from mvit_video.data.records import DatasetError, VideoRecord, check_labels, read_csv_split
 from mvit_video.data.toy import make_toy_dataset
-from mvit_video.data.transforms import normalize, random_short_side_scale_crop
+from mvit_video.data.transforms import jitter_crop_float, normalize, random_short_side_scale_crop
 from tests.conftest import TOY_CONFIG
 
 
@@ -61,18 +61,24 @@ def test_multi_label_batches_are_multi_hot(toy_dir, tmp_path):
         assert row.nonzero().view(-1).tolist() == sorted({first, (first + 1) % 6})
 
 
-def test_inverse_uniform_short_side_reaches_the_training_crop(toy_dir, tmp_path):
-    """DATA.INV_UNIFORM_SAMPLE: the clip is the crop of a short side drawn as 1 / uniform(1/max, 1/min)."""
+@pytest.mark.parametrize("order", ["pyslowfast", "crop_first"])
+def test_inverse_uniform_short_side_reaches_the_training_crop(toy_dir, tmp_path, order):
+    """DATA.INV_UNIFORM_SAMPLE: the clip is the crop of a short side drawn as 1 / uniform(1/max, 1/min), in both
+    augmentation orders (float crop of the normalised frames, or uint8 crop then normalisation)."""
     opts = ["DATA.TRAIN_JITTER_SCALES", "[40, 96]", "DATA.TRAIN_CROP_SIZE", "32", "AUG.ENABLE", "False",
-            "DATA.MEAN", "[0.0, 0.0, 0.0]", "DATA.STD", "[1.0, 1.0, 1.0]"]  # fmt: skip
+            "DATA.MEAN", "[0.0, 0.0, 0.0]", "DATA.STD", "[1.0, 1.0, 1.0]", "AUG.ORDER", order]  # fmt: skip
     inverse = build_train_transform(toy_cfg(toy_dir, tmp_path, *opts, "DATA.INV_UNIFORM_SAMPLE", "True"))
     plain = build_train_transform(toy_cfg(toy_dir, tmp_path, *opts))
     clip = torch.randint(0, 256, (2, 3, 60, 80), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     differs = 0
     for seed in range(8):
-        expected = random_short_side_scale_crop(clip, 40, 96, 32, random.Random(seed), "bilinear", inverse_uniform=True)
+        if order == "crop_first":
+            cropped = random_short_side_scale_crop(clip, 40, 96, 32, random.Random(seed), inverse_uniform=True)
+            expected = normalize(cropped, [0.0] * 3, [1.0] * 3)
+        else:
+            expected = jitter_crop_float(normalize(clip, [0.0] * 3, [1.0] * 3), 40, 96, 32, random.Random(seed), True)
         out = inverse(clip, random.Random(seed))
-        torch.testing.assert_close(out, normalize(expected, [0.0] * 3, [1.0] * 3), rtol=0, atol=0)
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
         differs += not torch.equal(out, plain(clip, random.Random(seed)))
     assert differs >= 6
 

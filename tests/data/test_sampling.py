@@ -1,12 +1,14 @@
-"""Frame-index and crop-offset arithmetic against hand-derived PySlowFast values.
+"""Frame-index and crop-offset arithmetic against PySlowFast's formulas.
 
-Every expected list below was worked out on paper from PySlowFast's formulas (decoder.get_start_end_idx,
-decoder.temporal_sampling, ssv2.get_seq_frames, transform.uniform_crop); the comment above each case
-shows the numbers.
+The first tests use values worked out on paper from PySlowFast's formulas (decoder.get_start_end_idx,
+decoder.temporal_sampling, ssv2.get_seq_frames, transform.uniform_crop); the comment above each case shows the
+numbers. The sweeps at the end compare with ``tests/data/pyslowfast_reference.py``, an independent re-derivation of
+the same formulas, over thousands of (frames, fps, target fps, sampling rate, clip length, views, offset) cases.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -18,6 +20,7 @@ from mvit_video.data.sampling import (
     train_clip_indices,
     uniform_segment_indices,
 )
+from tests.data import pyslowfast_reference as ref
 
 
 class FixedUniform:
@@ -190,3 +193,50 @@ def test_errors_are_one_clear_line(call, message) -> None:
     with pytest.raises(ValueError, match=message) as info:
         call()
     assert "\n" not in str(info.value)
+
+
+# -------------------------------------------------------------------------------- sweeps against the re-derivation
+# Frame counts around the clip spans (63/64/65 for 16 x 4 at 30 fps), short, odd and long videos; real frame rates.
+NUM_VIDEO_FRAMES = (1, 7, 40, 53, 63, 64, 65, 150, 301, 601)
+VIDEO_FPS = (12.0, 23.976, 25.0, 29.97, 30.0, 50.0, 59.94)
+TARGET_FPS = (15.0, 25.0, 30.0)
+
+
+def test_train_indices_equal_pyslowfast_sweep() -> None:
+    # 3360 cases x 2 random starts; length 1 at 12 -> 30 fps has a span below one frame (clamped to 1)
+    for n, fps, target, rate, length in itertools.product(NUM_VIDEO_FRAMES, VIDEO_FPS, TARGET_FPS, (1, 2, 4, 8),
+                                                          (1, 4, 16, 32)):  # fmt: skip
+        for seed in (0, 1):
+            ours = train_clip_indices(n, length, rate, fps, target, random.Random(seed))
+            assert ours == ref.decode_indices(n, length, rate, fps, target, -1, 1, False, random.Random(seed)), (
+                n, fps, target, rate, length, seed,
+            )  # fmt: skip
+
+
+def test_test_indices_equal_pyslowfast_sweep() -> None:
+    # 9450 cases, with and without DATA.USE_OFFSET_SAMPLING
+    cases = list(itertools.product(NUM_VIDEO_FRAMES, VIDEO_FPS, TARGET_FPS, (1, 2, 4), (4, 16, 32), (1, 2, 3, 5, 10)))
+    for (n, fps, target, rate, length, views), use_offset in itertools.product(cases, (False, True)):
+        expected = [ref.decode_indices(n, length, rate, fps, target, k, views, use_offset) for k in range(views)]
+        assert test_clip_indices(n, length, rate, fps, target, views, use_offset) == expected, (
+            n, fps, target, rate, length, views, use_offset,
+        )  # fmt: skip
+
+
+def test_ssv2_segments_equal_pyslowfast_sweep() -> None:
+    for n, length in itertools.product(range(1, 200), (1, 4, 8, 16, 32)):
+        assert uniform_segment_indices(n, length, train=False) == ref.seq_frames(n, length, train=False), (n, length)
+        for seed in (0, 1):
+            ours = uniform_segment_indices(n, length, train=True, rng=random.Random(seed))
+            assert ours == ref.seq_frames(n, length, train=True, rng=random.Random(seed)), (n, length, seed)
+
+
+def test_crop_offsets_equal_uniform_crop_sweep() -> None:
+    sides = (16, 17, 31, 32, 48, 63, 144, 176, 224, 225, 256, 297, 340)
+    for height, width, size in itertools.product(sides, sides, (16, 31, 32, 224)):
+        if size > min(height, width):
+            continue
+        three = [ref.uniform_crop_offsets(height, width, size, idx) for idx in range(3)]
+        assert spatial_crop_offsets(height, width, size, 3) == three, (height, width, size)
+        # one crop: PySlowFast's test loader passes spatial_idx 1 when TEST.NUM_SPATIAL_CROPS is 1
+        assert spatial_crop_offsets(height, width, size, 1) == three[1:2], (height, width, size)

