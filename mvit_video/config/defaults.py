@@ -205,9 +205,10 @@ def _add_aug(cfg: CfgNode) -> None:
     cfg.AUG.COLOR_JITTER = 0.4
     cfg.AUG.AA_TYPE = "rand-m9-mstd0.5-inc1"
     cfg.AUG.INTERPOLATION = "bicubic"  # PIL filter of RandAugment's rotate/shear/translate: bilinear or bicubic
-    # toolkit: "pyslowfast" = PySlowFast's Kinetics/SSv2 order (RandAugment on the decoded frames, normalise, then
-    # crop + flip, then erasing); "crop_first" = crop + flip first, RandAugment on the crop (cheaper, but its
-    # geometric ops then fill the crop's corners; costs in docs/benchmarks.md)
+    # toolkit: "pyslowfast" = PySlowFast's order for the dataset: for Kinetics/SSv2 RandAugment on the decoded frames,
+    # normalise, then crop + flip, then erasing; for images (its imagenet.py, timm's pipeline) the crop first.
+    # "crop_first" = crop + flip first, RandAugment on the crop (for videos cheaper, but its geometric ops then fill
+    # the crop's corners; costs in docs/benchmarks.md)
     cfg.AUG.ORDER = "pyslowfast"
     cfg.AUG.RE_PROB = 0.25
     cfg.AUG.RE_MODE = "pixel"

@@ -161,8 +161,17 @@ def _rand_augment(cfg) -> RandAugment | None:
         raise DatasetError(f"AUG.AA_TYPE: {e}") from None
 
 
+def augmentation_order(cfg) -> str:
+    """The order ``TrainClipTransform`` runs in: ``AUG.ORDER``, where ``"pyslowfast"`` is PySlowFast's order for the
+    dataset: RandAugment on the decoded frames, then the crop, for videos (``datasets/kinetics.py``); the crop first
+    for images (``datasets/imagenet.py`` trains with timm's crop -> flip -> RandAugment pipeline)."""
+    if cfg.AUG.ORDER == "pyslowfast" and _dataset_name(cfg, "train") in IMAGE_DATASETS:
+        return "crop_first"
+    return cfg.AUG.ORDER
+
+
 def build_train_transform(cfg) -> TrainClipTransform:
-    """The training augmentation of a config (the MViTv2 recipe when ``AUG.ENABLE``), in ``AUG.ORDER``.
+    """The training augmentation of a config (the MViTv2 recipe when ``AUG.ENABLE``), in ``augmentation_order``.
 
     Raises:
         DatasetError: an unsupported ``AUG.INTERPOLATION`` or ``AUG.AA_TYPE``, or scale jitter whose smallest short
@@ -188,7 +197,7 @@ def build_train_transform(cfg) -> TrainClipTransform:
         color_jitter_strength=aug.COLOR_JITTER if aug.ENABLE else 0.0,
         erasing=RandomErasing(aug.RE_PROB, aug.RE_MODE, aug.RE_COUNT) if aug.ENABLE and aug.RE_PROB > 0 else None,
         reverse_channels=data.REVERSE_INPUT_CHANNEL,
-        order=aug.ORDER,
+        order=augmentation_order(cfg),
         inverse_uniform=data.INV_UNIFORM_SAMPLE,
     )
 

@@ -246,6 +246,9 @@ def test_aug_order_key_selects_the_order_and_refuses_others():
         assert build_train_transform(cfg).order == order
     with pytest.raises(ConfigError, match=r"AUG.ORDER='augment_last' must be pyslowfast or crop_first$"):
         load_config(ROOT / "configs/K400/MVITv2_S_16x4.yaml", ["AUG.ORDER", "augment_last"])
+    # PySlowFast trains images with timm's pipeline: the crop first
+    image = load_config(ROOT / "configs/IN1K/MVITv2_T.yaml")
+    assert image.AUG.ORDER == "pyslowfast" and build_train_transform(image).order == "crop_first"
 
 
 def test_augmentation_config_mistakes_are_one_line(tmp_path):
