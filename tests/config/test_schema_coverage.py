@@ -192,3 +192,10 @@ def test_refused_key_at_its_default_loads(tmp_path, key):
     section, name = key.split(".")
     path.write_text(f"{section}:\n  {name}: {DEFAULTS[key]!r}\n".replace("'", '"'))
     assert load_config(path)[section][name] == DEFAULTS[key]
+
+
+def test_readme_lists_every_refused_key():
+    """README's list of refused keys is complete (``BN.*`` stands for the batch-norm section)."""
+    readme = (ROOT / "README.md").read_text()
+    for key in REFUSED_KEYS:
+        assert f"`{key}`" in readme or (key.startswith("BN.") and "`BN.*`" in readme), key
