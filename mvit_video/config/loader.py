@@ -7,6 +7,7 @@ dropped with one warning.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,8 +31,13 @@ from .validation import (
 __all__ = ["IgnoredConfigKeyWarning", "load_config", "merge_opts", "merge_yaml"]
 
 _BASE_KEY = "_BASE_"
-# Expected types come from the schema defaults, not from values merged earlier.
-_DEFAULT_LEAVES: dict[str, Any] = dict(iter_leaves(get_cfg()))
+
+
+@functools.cache
+def _default_leaves() -> dict[str, Any]:
+    """The schema's default of every key: expected types come from it, not from values merged earlier (built on
+    first use, once the model families have registered their sections)."""
+    return dict(iter_leaves(get_cfg()))
 
 
 class IgnoredConfigKeyWarning(UserWarning):
@@ -63,7 +69,7 @@ class _Merger:
         if isinstance(current, CfgNode):
             self._merge_section(current, full_key, value, source)
         else:
-            node[name] = coerce_value(value, _DEFAULT_LEAVES[full_key], full_key, source)
+            node[name] = coerce_value(value, _default_leaves()[full_key], full_key, source)
 
     def _merge_section(self, node: CfgNode, full_key: str, value: Any, source: str) -> None:
         if value is None:  # an empty section (`TEST:` with nothing under it)

@@ -15,7 +15,8 @@ from typing import Any
 from fvcore.common.config import CfgNode
 
 from ..errors import UserError
-from .defaults import HEAD_ACTS, LOSS_FUNCS, NULLABLE_TYPES, REFUSED_KEYS, get_cfg
+from .defaults import HEAD_ACTS, LOSS_FUNCS, REFUSED_KEYS, get_cfg, nullable_type
+from .sections import dataclass_kwargs, derived_sections
 
 __all__ = [
     "ConfigError",
@@ -170,7 +171,7 @@ def coerce_value(value: Any, default: Any, key: str, source: str) -> Any:
 
     Strings are read as Python literals for non-string keys (``"1e-4"`` -> ``1e-4``,
     ``"(3, 7, 7)"`` -> ``[3, 7, 7]``), tuples become lists, ints become floats where the default
-    is a float. Keys whose default is None accept None or their type in ``NULLABLE_TYPES``.
+    is a float. Keys whose default is None accept None or their declared type (``defaults.nullable_type``).
 
     Args:
         value: The new value (from YAML, an override string or Python).
@@ -184,7 +185,7 @@ def coerce_value(value: Any, default: Any, key: str, source: str) -> Any:
     Raises:
         ConfigError: If the value cannot have the expected type.
     """
-    kind = NULLABLE_TYPES.get(key) if default is None else type(default)
+    kind = nullable_type(key) if default is None else type(default)
     if kind is None:  # None default without a declared type: anything yacs accepts
         return value
     if isinstance(value, str) and default is None and decode_literal(value) is None:
@@ -211,9 +212,11 @@ def suggest_keys(key: str, valid_keys: list[str]) -> list[str]:
         Up to three keys: the same name in another section first, then close spellings.
     """
     name = key.rsplit(".", 1)[-1]
+    section = key.rsplit(".", 1)[0] if "." in key else ""
     same_name = [k for k in valid_keys if k.rsplit(".", 1)[-1] == name]
     close = difflib.get_close_matches(key, valid_keys, n=3, cutoff=0.75)
-    return list(dict.fromkeys(same_name + close))[:3]
+    same_section = [k for k in close if "." in k and k.rsplit(".", 1)[0] == section]
+    return list(dict.fromkeys(same_name + (same_section or close)))[:3]
 
 
 def unknown_key_message(source: str, key: str, valid_keys: list[str]) -> str:
@@ -247,7 +250,7 @@ def _check_types(cfg: CfgNode, source: str) -> None:
             value is None and default is not None
         )
         if loose:
-            kind = NULLABLE_TYPES.get(key, type(default))
+            kind = nullable_type(key) or type(default)
             raise ConfigError(
                 f"{source}: {key}={short_repr(value)} has the wrong type "
                 f"({type(value).__name__}); expected {_expected_name(kind, default)}"
@@ -382,13 +385,20 @@ def _check_architecture(cfg: CfgNode, source: str) -> None:
             f"is not divisible by MVIT.NUM_HEADS={mvit.NUM_HEADS}; "
             f"use a multiple of {mvit.NUM_HEADS}",
         )
+
+
+def _check_model(cfg: CfgNode, source: str) -> None:
+    """What every family shares: the class count and the head dropout."""
     if not _is_int(cfg.MODEL.NUM_CLASSES, 1):
         _fail(source, "MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES, "must be an int >= 1")
+    rate = cfg.MODEL.DROPOUT_RATE
+    if not _is_number(rate) or not 0.0 <= rate < 1.0:
+        _fail(source, "MODEL.DROPOUT_RATE", rate, "must be in [0, 1)")
 
 
 def _check_rates(cfg: CfgNode, source: str) -> None:
     """Drop rates lie in [0, 1)."""
-    for key in ("MVIT.DROPPATH_RATE", "MVIT.DROPOUT_RATE", "MODEL.DROPOUT_RATE"):
+    for key in ("MVIT.DROPPATH_RATE", "MVIT.DROPOUT_RATE"):
         section, name = key.split(".")
         value = cfg[section][name]
         if not _is_number(value) or not 0.0 <= value < 1.0:
@@ -475,9 +485,29 @@ def _check_training(cfg: CfgNode, source: str) -> None:
               "e.g. ['backbone.']")  # fmt: skip
 
 
-_RULES: tuple[Callable[[CfgNode, str], None], ...] = (
-    _check_types,
-    _check_refused,
+def _family_sections() -> dict[str, str]:
+    """``MODEL.ARCH`` value -> its config section: MViT's hand-written one and the derived ones."""
+    return {"mvit": "MVIT", **{s.arch: name for name, s in derived_sections().items()}}
+
+
+def _check_family(cfg: CfgNode, source: str) -> None:
+    """``MODEL.ARCH`` names a family, and no other family's section holds a setting (it would be ignored)."""
+    sections = _family_sections()
+    arch = str(cfg.MODEL.ARCH).lower()
+    if arch not in sections:
+        _fail(source, "MODEL.ARCH", cfg.MODEL.ARCH, f"is not a model family; use one of {sorted(sections)}")
+    defaults = get_cfg()
+    for other, name in sections.items():
+        if other == arch:
+            continue
+        for key, value in cfg[name].items():
+            if value != defaults[name][key]:
+                _fail(source, f"{name}.{key}", value, f"is a setting of the {other} family, but MODEL.ARCH={arch!r}: "
+                                                      f"remove it, or set MODEL.ARCH {other}")  # fmt: skip
+
+
+# rules of the MViT section, checked when MODEL.ARCH is mvit
+_MVIT_RULES: tuple[Callable[[CfgNode, str], None], ...] = (
     _check_patch,
     _check_input_size,
     _check_architecture,
@@ -485,6 +515,29 @@ _RULES: tuple[Callable[[CfgNode, str], None], ...] = (
     _check_pool_strides,
     _check_pool_kernels,
     _check_rates,
+)
+
+
+def _check_architecture_section(cfg: CfgNode, source: str) -> None:
+    """The selected family's section: MViT's rules, or the derived family's dataclass checks its own values."""
+    arch = str(cfg.MODEL.ARCH).lower()
+    if arch == "mvit":
+        for rule in _MVIT_RULES:
+            rule(cfg, source)
+        return
+    name, section = next((n, s) for n, s in derived_sections().items() if s.arch == arch)
+    try:
+        section.config_type(**dataclass_kwargs(section, cfg[name]))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{source}: {name}: {e}") from None
+
+
+_RULES: tuple[Callable[[CfgNode, str], None], ...] = (
+    _check_types,
+    _check_family,
+    _check_refused,
+    _check_model,
+    _check_architecture_section,
     _check_normalisation,
     _check_testing,
     _check_toolkit,

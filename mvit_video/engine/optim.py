@@ -91,7 +91,8 @@ def param_groups(
     norm weights) -- PySlowFast's ``SOLVER.ZERO_WD_1D_PARAM`` rule. Frozen parameters (``requires_grad``
     False) are left out. Each trainable parameter is in exactly one group.
 
-    With ``layer_decay`` in (0, 1), parameters are also grouped by ``layer_id`` and a group of layer ``l``
+    With ``layer_decay`` in (0, 1), parameters are also grouped by ``layer_id`` (or the model's own ``layer_id``
+    method, where its family defines one) and a group of layer ``l``
     gets ``lr_scale = layer_decay ** (N + 1 - l)``: the head has scale 1, block ``i`` (0-based) has
     ``layer_decay ** (N - i)`` and the patch embedding / cls token / position embeddings have
     ``layer_decay ** (N + 1)``. ``None`` or 1.0 turns it off (every ``lr_scale`` is 1.0).
@@ -115,12 +116,15 @@ def param_groups(
     use_layers = layer_decay is not None and layer_decay < 1.0
     depth = (num_layers if num_layers is not None else _infer_num_layers(model)) if use_layers else 0
     no_decay = set(no_decay_names)
+    model_layer_id = getattr(model, "layer_id", None)  # a family's own depth index, where it defines one
     groups: dict[str, dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         decays = not (_is_listed(name, no_decay) or (zero_wd_1d and (param.ndim == 1 or name.endswith(".bias"))))
-        layer = layer_id(name, depth) if use_layers else None
+        layer = None
+        if use_layers:
+            layer = model_layer_id(name) if model_layer_id is not None else layer_id(name, depth)
         kind = "decay" if decays else "no_decay"
         key = kind if layer is None else f"layer{layer}_{kind}"
         if key not in groups:

@@ -1,21 +1,30 @@
-"""MViT v1/v2 models, named variants, the config adapter and checkpoint loading."""
+"""Model families (MViT v1/v2, the plain-ViT family), named variants, the config adapter and checkpoint loading."""
 
-from .build import build_model, mvit_config_from_cfg
+from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
+from .families import FAMILIES, Family, family_of, get_family
 from .mvit import MViT, MViTConfig, block_specs
 from .pretrained import CheckpointError, LoadReport, load_pretrained, read_checkpoint
 from .registry import create_model, list_models, model_config, register_model
+from .vit import ViTConfig, VisionTransformer
 
 __all__ = [
+    "FAMILIES",
+    "CheckpointError",
+    "Family",
+    "LoadReport",
     "MViT",
     "MViTConfig",
-    "CheckpointError",
-    "LoadReport",
+    "ViTConfig",
+    "VisionTransformer",
     "block_specs",
     "build_model",
     "create_model",
+    "family_of",
+    "get_family",
     "list_models",
     "load_pretrained",
     "model_config",
+    "model_config_from_cfg",
     "mvit_config_from_cfg",
     "read_checkpoint",
     "register_model",

@@ -9,9 +9,9 @@ import math
 from typing import Mapping
 
 import torch
-import torch.nn.functional as F
 
 from .attention import resize_rel_pos
+from .layers.position import resize_grid_embedding
 
 INFLATE_MODES = ("average", "centre")
 
@@ -36,23 +36,10 @@ def inflate_kernel(weight: torch.Tensor, time: int, mode: str = "average") -> to
     if mode == "average":
         return weight.unsqueeze(2).repeat(1, 1, time, 1, 1) / time
     out = weight.new_zeros(weight.shape[0], weight.shape[1], time, *weight.shape[2:])
-    out[:, :, time // 2] = weight
+    # the middle tap of an odd kernel; the first of an even one (a tubelet of 2 frames sees a one-frame clip,
+    # zero-padded at its end, with its first tap)
+    out[:, :, (time - 1) // 2] = weight
     return out
-
-
-def _resize_grid(pos: torch.Tensor, old: tuple, new: tuple) -> torch.Tensor:
-    """Resizes (1, prod(old), C) position embeddings laid out on grid ``old`` to grid ``new``."""
-    mode = {1: "linear", 2: "bicubic", 3: "trilinear"}[len(old)]
-    # (1, N, C) -> (1, C, *old) -> (1, C, *new) -> (1, N', C)
-    grid = pos.reshape(1, *old, -1).movedim(-1, 1)
-    return F.interpolate(grid, size=tuple(new), mode=mode, align_corners=False).flatten(2).transpose(1, 2)
-
-
-def _square_side(n: int, key: str) -> int:
-    side = math.isqrt(n)
-    if side * side != n:
-        raise ValueError(f"{key}: cannot resize a non-square grid of {n} spatial positions")
-    return side
 
 
 def infer_grid(n: int, target: tuple, key: str = "pos_embed") -> tuple:
@@ -76,39 +63,35 @@ def infer_grid(n: int, target: tuple, key: str = "pos_embed") -> tuple:
     raise ValueError(f"{key}: cannot tell the (T, H, W) grid of {n} positions for a {t}x{h}x{w} model")
 
 
-def resize_pos_embed(
-    key: str, value: torch.Tensor, target: torch.Size, patch_dims: tuple, source_dims: tuple | None = None
-) -> torch.Tensor:
-    """Interpolates an absolute position embedding to the model's token grid ``patch_dims`` = (T, H, W).
+def resize_position_table(value: torch.Tensor, prefix: int, grid: tuple, source_grid: tuple | None = None,
+                          key: str = "pos_embed") -> torch.Tensor:  # fmt: skip
+    """Interpolates a position table (1, prefix + N, C) to the model's grid ``grid`` = (T, H, W).
 
     Args:
-        key: the tensor's name (``pos_embed``, ``pos_embed_spatial`` or ``pos_embed_temporal``).
-        value: the checkpoint's embedding, (1, N, C); a joint one may start with cls positions.
-        target: the model's shape of it.
-        patch_dims: the model's token grid.
-        source_dims: the checkpoint's token grid when known (from the config stored with it); otherwise a joint
-            grid is inferred (``infer_grid``) and a spatial one is taken as square.
+        value: the checkpoint's table; its first ``prefix`` rows (cls / dist positions) are kept.
+        prefix: prefix rows in the model's table.
+        grid: the model's grid of the table ((T, H, W) joint, (1, H, W) spatial, (T, 1, 1) temporal).
+        source_grid: the checkpoint's grid when known (the config stored with it); else ``infer_grid``.
+        key: the tensor's name, for messages.
     """
-    t, h, w = patch_dims
-    if key.endswith("pos_embed_temporal"):
-        return _resize_grid(value, (value.shape[1],), (t,))
-    if key.endswith("pos_embed_spatial"):
-        n = value.shape[1]
-        old = tuple(source_dims[1:]) if source_dims and source_dims[1] * source_dims[2] == n else None
-        side = _square_side(n, key) if old is None else None
-        return _resize_grid(value, old or (side, side), (h, w))
-    n_cls = target[1] - t * h * w  # joint embedding, maybe with a cls position first
-    cls_pos, pos = value[:, :n_cls], value[:, n_cls:]
-    n = pos.shape[1]
-    fits = source_dims is not None and math.prod(source_dims) == n
-    old = tuple(source_dims) if fits else infer_grid(n, patch_dims, key)
-    return torch.cat((cls_pos, _resize_grid(pos, old, (t, h, w))), dim=1)
+    head, table = value[:, :prefix], value[:, prefix:]
+    n = table.shape[1]
+    old = tuple(source_grid) if source_grid is not None and math.prod(source_grid) == n else infer_grid(n, grid, key)
+    return torch.cat((head, resize_grid_embedding(table, old, tuple(grid))), dim=1)
+
+
+def _source_grid(grid: tuple, source_dims: tuple | None) -> tuple | None:
+    """The checkpoint's grid of a table laid out like ``grid`` (joint, spatial or temporal) on ``source_dims``."""
+    if source_dims is None:
+        return None
+    t, h, w = source_dims
+    return (t if grid[0] > 1 or grid[1:] == (1, 1) else 1, *((1, 1) if grid[1:] == (1, 1) else (h, w)))
 
 
 def adapt_state_dict(
     state_dict: Mapping[str, torch.Tensor],
     model_state: Mapping[str, torch.Tensor],
-    patch_dims: tuple,
+    tables: Mapping[str, tuple[int, tuple]],
     inflate: str | None = "average",
     source_dims: tuple | None = None,
 ) -> tuple[dict, list[str]]:
@@ -120,9 +103,9 @@ def adapt_state_dict(
     Args:
         state_dict: checkpoint tensors with PySlowFast names.
         model_state: the model's state dict (for target shapes).
-        patch_dims: the model's token grid (T, H, W) after patch embedding.
+        tables: the model's position tables, ``{name: (prefix rows, (T, H, W) grid)}`` (``position_tables()``).
         inflate: how 2-D kernels become 3-D (see ``inflate_kernel``); None refuses to inflate them.
-        source_dims: the checkpoint's token grid (T, H, W) when known (see ``resize_pos_embed``).
+        source_dims: the checkpoint's token grid (T, H, W) when known (from the config stored with it).
 
     Returns:
         The new state dict and one human-readable note per changed tensor.
@@ -135,18 +118,20 @@ def adapt_state_dict(
         target = model_state.get(key)
         if target is None or target.shape == value.shape:
             continue
-        new = _adapt_one(key, value, target.shape, patch_dims, inflate, source_dims)
+        if key in tables and value.ndim == 3 and value.shape[2] == target.shape[2]:
+            prefix, grid = tables[key]
+            new = resize_position_table(value, prefix, grid, _source_grid(grid, source_dims), key)
+        else:
+            new = _adapt_one(key, value, target.shape, inflate)
         if new is not None and new.shape == target.shape:
             out[key] = new
             notes.append(f"{key}: {list(value.shape)} -> {list(new.shape)}")
     return out, notes
 
 
-def _adapt_one(key, value, target_shape, patch_dims, inflate, source_dims):
+def _adapt_one(key, value, target_shape, inflate):
     if "rel_pos_" in key and value.ndim == 2 and value.shape[1] == target_shape[1]:
         return resize_rel_pos(value, target_shape[0])
-    if "pos_embed" in key and value.ndim == 3 and value.shape[2] == target_shape[2]:
-        return resize_pos_embed(key, value, target_shape, patch_dims, source_dims)
     is_2d_kernel = value.ndim == 4 or (value.ndim == 5 and value.shape[2] == 1)
     if key.endswith("weight") and len(target_shape) == 5 and is_2d_kernel:
         if tuple(value.shape[:2]) == tuple(target_shape[:2]) and tuple(value.shape[-2:]) == tuple(target_shape[-2:]):

@@ -1,13 +1,21 @@
-"""The one place that reads the root config for models: ``cfg -> MViTConfig -> MViT``."""
+"""The one place that reads the root config for models: ``MODEL.ARCH`` picks the family, its section (and the
+shared root keys) become its typed config, the config becomes the model.
+
+Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default) and ``vit`` (the plain-ViT family,
+section ``VIT`` derived from ``ViTConfig``).
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
 from ..config import ConfigError
+from .convert import convert_to_slowfast, unwrap_checkpoint
+from .families import Family, derived_family, get_family, register_family
+from .formats.vit import convert_to_vit
 from .mvit import MViT, MViTConfig
+from .vit import ViTConfig, VisionTransformer
 
-_SUPPORTED_ARCHS = ("mvit",)
 _MODEL_NAME = "MViT"  # PySlowFast's registry name of MViT v1/v2, video and image
 
 
@@ -17,10 +25,6 @@ def _as_tuple(value) -> tuple:
 
 def _check_supported(cfg) -> None:
     """Options PySlowFast has that this toolkit does not build (yet): one clear line each."""
-    if str(cfg.MODEL.ARCH).lower() not in _SUPPORTED_ARCHS:
-        raise ConfigError(f"MODEL.ARCH={cfg.MODEL.ARCH!r} is not supported; use one of {list(_SUPPORTED_ARCHS)}")
-    if cfg.MODEL.MODEL_NAME != _MODEL_NAME:
-        raise ConfigError(f"MODEL.MODEL_NAME={cfg.MODEL.MODEL_NAME!r} is not built by mvit_video; use {_MODEL_NAME!r}")
     unsupported = {
         "MVIT.POOL_FIRST": cfg.MVIT.POOL_FIRST,
         "MVIT.USE_FIXED_SINCOS_POS": cfg.MVIT.USE_FIXED_SINCOS_POS,
@@ -85,9 +89,27 @@ def mvit_config_from_cfg(cfg) -> MViTConfig:
     )
 
 
+def _vit_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_vit(unwrap_checkpoint(obj)[0], source)
+
+
+register_family(Family("mvit", MViT, MViTConfig, "MVIT", mvit_config_from_cfg, convert_to_slowfast,
+                       ("head.projection.weight", "head.projection.bias")))  # fmt: skip
+derived_family("vit", VisionTransformer, ViTConfig, "VIT", _vit_state,
+               ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"))  # fmt: skip
+
+
+def model_config_from_cfg(cfg):
+    """The typed config (``MViTConfig``, ``ViTConfig``, ...) a root config describes."""
+    if cfg.MODEL.MODEL_NAME != _MODEL_NAME:
+        raise ConfigError(f"MODEL.MODEL_NAME={cfg.MODEL.MODEL_NAME!r} is not built by mvit_video: the family is chosen "
+                          f"by MODEL.ARCH; leave MODEL_NAME at {_MODEL_NAME!r}")  # fmt: skip
+    return get_family(cfg.MODEL.ARCH).from_cfg(cfg)
+
+
 def build_model(cfg) -> nn.Module:
     """Builds the model a config describes: a plain ``nn.Module`` on CPU, randomly initialised.
 
     No weights are loaded, nothing is moved to a device or wrapped for distribution: callers do that.
     """
-    return MViT(mvit_config_from_cfg(cfg))
+    return get_family(cfg.MODEL.ARCH).build(model_config_from_cfg(cfg))

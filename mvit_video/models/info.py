@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 from .build import build_model
 from .registry import create_model
-from .stats import count_flops, count_params, stage_table
+from .stats import count_flops, count_params, is_image_model, stage_table
 
 
 def describe(
@@ -36,7 +36,7 @@ def describe(
         "params": count_params(model),
         "gflops": count_flops(model) / 1e9 if flops else None,
         "input": [cfg.in_chans, *cfg.input_size],
-        "image_model": cfg.patch_2d,
+        "image_model": is_image_model(model),
         "stages": stages,
     }
 

@@ -13,6 +13,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import THW, MultiScaleAttention, pool_tokens
 from .layers import ClassificationHead, DropPath, Mlp, PatchEmbed, round_width
+from .registry import register_model
 
 
 @dataclass
@@ -298,6 +299,16 @@ class MViT(nn.Module):
         else:
             self.pos_embed = nn.Parameter(torch.zeros(1, t * h * w + int(cfg.cls_embed), cfg.embed_dim))
 
+    def position_tables(self) -> dict[str, tuple[int, THW]]:
+        """The absolute position tables: ``{name: (cls rows, grid)}`` (for resizing checkpoints)."""
+        t, h, w = self.patch_dims
+        cls = int(self.cfg.cls_embed)
+        if not self.cfg.use_abs_pos:
+            return {}
+        if self.cfg.sep_pos_embed:
+            return {"pos_embed_spatial": (0, (1, h, w)), "pos_embed_temporal": (0, (t, 1, 1))}
+        return {"pos_embed": (cls, (t, h, w))}
+
     def no_weight_decay(self) -> set[str]:
         """Names of parameters that are usually trained without weight decay (embeddings, rel-pos, cls)."""
         names = {n for n, _ in self.named_parameters() if "pos_embed" in n or "rel_pos" in n or n == "cls_token"}
@@ -387,3 +398,148 @@ def _init_module(module: nn.Module) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.constant_(module.bias, 0.02)
         nn.init.ones_(module.weight)
+
+
+# ------------------------------------------------------------------------------------------- named variants
+
+
+def _v2_q_strides(depth: int, stage_starts: tuple[int, ...]) -> list:
+    """MViTv2 pools queries in every layer: stride (1, 2, 2) where a stage starts, (1, 1, 1) elsewhere."""
+    return [[i, 1, 2, 2] if i in stage_starts else [i, 1, 1, 1] for i in range(depth)]
+
+
+def _stage_muls(stage_starts: tuple[int, ...]) -> list:
+    return [[i, 2.0] for i in stage_starts]
+
+
+def _mvitv2_video(depth: int, stage_starts: tuple[int, ...], **kw) -> MViTConfig:
+    fields = dict(
+        depth=depth,
+        dim_mul=_stage_muls(stage_starts),
+        head_mul=_stage_muls(stage_starts),
+        pool_q_stride=_v2_q_strides(depth, stage_starts),
+        pool_kv_stride_adaptive=(1, 8, 8),
+        pool_kvq_kernel=(3, 3, 3),
+        use_abs_pos=False,
+        rel_pos_spatial=True,
+        rel_pos_temporal=True,
+        residual_pooling=True,
+        dim_mul_in_att=True,
+        head_dropout=0.5,
+    )
+    fields.update(kw)
+    return MViTConfig(**fields)
+
+
+def _mvitv2_image(depth: int, stage_starts: tuple[int, ...], **kw) -> MViTConfig:
+    fields = dict(
+        num_classes=1000,
+        input_size=(1, 224, 224),
+        patch_2d=True,
+        patch_kernel=(7, 7),
+        patch_stride=(4, 4),
+        patch_padding=(3, 3),
+        depth=depth,
+        dim_mul=_stage_muls(stage_starts),
+        head_mul=_stage_muls(stage_starts),
+        pool_q_stride=_v2_q_strides(depth, stage_starts),
+        pool_kvq_kernel=(1, 3, 3),
+        cls_embed=False,
+        use_abs_pos=False,
+        rel_pos_spatial=True,
+        residual_pooling=True,
+        dim_mul_in_att=True,
+    )
+    fields.update(kw)
+    return MViTConfig(**fields)
+
+
+def _mvitv1_video(depth: int, stage_starts: tuple[int, ...], **kw) -> MViTConfig:
+    fields = dict(
+        depth=depth,
+        dim_mul=_stage_muls(stage_starts),
+        head_mul=_stage_muls(stage_starts),
+        pool_q_stride=[[i, 1, 2, 2] for i in stage_starts],
+        pool_kv_stride_adaptive=(1, 8, 8),
+        sep_pos_embed=True,
+        head_dropout=0.5,
+    )
+    fields.update(kw)
+    return MViTConfig(**fields)
+
+
+@register_model
+def mvitv1_b_16x4() -> MViTConfig:
+    """MViTv1-B 16x4, Kinetics-400 (36.6M params)."""
+    return _mvitv1_video(16, (1, 3, 14), pool_kvq_kernel=(3, 3, 3), drop_path_rate=0.2)
+
+
+@register_model
+def mvitv1_b_32x3() -> MViTConfig:
+    """MViTv1-B 32x3, Kinetics-400; pooling kernels follow the strides (PySlowFast's POOL_KVQ_KERNEL=None)."""
+    return _mvitv1_video(24, (2, 5, 21), input_size=(32, 224, 224), drop_path_rate=0.3)
+
+
+@register_model
+def mvitv2_s_16x4() -> MViTConfig:
+    """MViTv2-S 16x4, Kinetics-400 (34.5M params)."""
+    return _mvitv2_video(16, (1, 3, 14), drop_path_rate=0.2)
+
+
+@register_model
+def mvitv2_s_16x4_k600() -> MViTConfig:
+    """MViTv2-S 16x4, Kinetics-600."""
+    return mvitv2_s_16x4().replace(num_classes=600)
+
+
+@register_model
+def mvitv2_s_16x4_k700() -> MViTConfig:
+    """MViTv2-S 16x4, Kinetics-700."""
+    return mvitv2_s_16x4().replace(num_classes=700)
+
+
+@register_model
+def mvitv2_s_16x4_ssv2() -> MViTConfig:
+    """MViTv2-S 16x4, Something-Something v2."""
+    return mvitv2_s_16x4().replace(num_classes=174, drop_path_rate=0.4)
+
+
+@register_model
+def mvitv2_b_32x3() -> MViTConfig:
+    """MViTv2-B 32x3, Kinetics-400 (51.2M params)."""
+    return _mvitv2_video(24, (2, 5, 21), input_size=(32, 224, 224), drop_path_rate=0.3)
+
+
+@register_model
+def mvitv2_b_32x3_ssv2() -> MViTConfig:
+    """MViTv2-B 32x3, Something-Something v2."""
+    return mvitv2_b_32x3().replace(num_classes=174, drop_path_rate=0.4)
+
+
+@register_model
+def mvitv2_l_40x3_312() -> MViTConfig:
+    """MViTv2-L 40x3 at 312px, Kinetics-400 (213.4M params as PySlowFast builds it)."""
+    return _mvitv2_video(
+        48, (2, 8, 44), input_size=(40, 312, 312), embed_dim=144, num_heads=2, drop_path_rate=0.75,
+        act_checkpoint=True,
+    )  # fmt: skip
+
+
+@register_model
+def mvitv2_t_in1k() -> MViTConfig:
+    """MViTv2-T, ImageNet-1K (24.2M params)."""
+    kv = [[0, 1, 4, 4], [1, 1, 2, 2], [2, 1, 2, 2]] + [[i, 1, 1, 1] for i in range(3, 10)]
+    return _mvitv2_image(10, (1, 3, 8), pool_kv_stride=kv, drop_path_rate=0.1)
+
+
+@register_model
+def mvitv2_s_in1k() -> MViTConfig:
+    """MViTv2-S, ImageNet-1K (34.9M params)."""
+    kv = [[0, 1, 4, 4], [1, 1, 2, 2], [2, 1, 2, 2]] + [[i, 1, 1, 1] for i in range(3, 16)]
+    return _mvitv2_image(16, (1, 3, 14), pool_kv_stride=kv, drop_path_rate=0.1)
+
+
+@register_model
+def mvitv2_b_in1k() -> MViTConfig:
+    """MViTv2-B, ImageNet-1K (51.5M params)."""
+    return _mvitv2_image(24, (2, 5, 21), pool_kv_stride_adaptive=(1, 4, 4), drop_path_rate=0.3)

@@ -15,11 +15,11 @@ from torch import nn
 
 from ..errors import UserError
 from .adapt import InflationRefused, adapt_state_dict
-from .convert import convert_to_slowfast, stored_patch_dims, unwrap_checkpoint
+from .convert import stored_patch_dims, unwrap_checkpoint
+from .families import family_of
 
 logger = logging.getLogger(__name__)
 
-HEAD_KEYS = ("head.projection.weight", "head.projection.bias")
 
 
 class CheckpointError(UserError, ValueError):
@@ -155,21 +155,23 @@ def check_complete(report: LoadReport, origin: str, may_be_missing: Sequence[str
         )
 
 
-def _split_head(state: dict, model_state: Mapping, num_classes_mismatch: str, origin: str) -> bool:
+def _split_head(state: dict, model_state: Mapping, head_keys: Sequence[str], num_classes_mismatch: str,
+                origin: str) -> bool:  # fmt: skip
     """Drops head tensors whose class count differs from the model's (or raises); True if dropped."""
     if num_classes_mismatch not in ("error", "reinit"):
         raise ValueError(f"num_classes_mismatch must be 'error' or 'reinit', got {num_classes_mismatch!r}")
-    bias = HEAD_KEYS[1]
-    if bias not in state or state[bias].shape == model_state[bias].shape:
+    biases = [k for k in head_keys if k.endswith("bias") and k in state and k in model_state]
+    wrong = [k for k in biases if state[k].shape != model_state[k].shape]
+    if not wrong:
         return False
-    ckpt, ours = state[bias].shape[0], model_state[bias].shape[0]
+    ckpt, ours = state[wrong[0]].shape[0], model_state[wrong[0]].shape[0]
     if num_classes_mismatch == "error":
         raise CheckpointError(
             f"{origin}: the checkpoint classifies {ckpt} classes, the model {ours}; set MODEL.NUM_CLASSES {ckpt} to "
             "use its classifier, or fine-tune with a new one (TRAIN.CHECKPOINT_REINIT_HEAD True; in Python "
             "num_classes_mismatch='reinit')"
         )
-    for k in HEAD_KEYS:
+    for k in head_keys:
         state.pop(k, None)
     return True
 
@@ -254,27 +256,29 @@ def load_pretrained(
     origin = origin or (os.fspath(path_or_state_dict) if is_path else "checkpoint")
     if clear_patterns:
         obj = clear_name_patterns(obj, clear_patterns, origin)
+    family = family_of(model.cfg)
     try:
-        state, fmt = convert_to_slowfast(obj, source_format)
+        state, fmt = family.convert(obj, source_format)
     except ValueError as e:
         raise CheckpointError(f"{origin}: {e}") from None
     model_state = model.state_dict()
     try:
-        state, notes = adapt_state_dict(state, model_state, tuple(model.patch_dims), inflate, stored_patch_dims(obj))
+        state, notes = adapt_state_dict(state, model_state, model.position_tables(), inflate, stored_patch_dims(obj))
     except InflationRefused as e:
         raise CheckpointError(f"{origin}: {e}; set TRAIN.CHECKPOINT_INFLATE True to inflate 2-D kernels to 3-D "
                               "(in Python inflate='average')") from None  # fmt: skip
     except ValueError as e:
         raise CheckpointError(f"{origin}: {e}") from None
     report = LoadReport(fmt, adapted=notes)
-    _check_shapes({k: v for k, v in state.items() if k not in HEAD_KEYS}, model_state, origin)
-    report.head_reinitialized = _split_head(state, model_state, num_classes_mismatch, origin)
+    head_keys = family.head_keys
+    _check_shapes({k: v for k, v in state.items() if k not in head_keys}, model_state, origin)
+    report.head_reinitialized = _split_head(state, model_state, head_keys, num_classes_mismatch, origin)
     _check_shapes(state, model_state, origin)
     if inflate == "centre":
         report.adapted += _zero_missing_temporal(state, model_state)
     report.model_changes = _match_source_numerics(model, fmt)
     result = model.load_state_dict(state, strict=False)
-    report.missing = [k for k in result.missing_keys if not (report.head_reinitialized and k in HEAD_KEYS)]
+    report.missing = [k for k in result.missing_keys if not (report.head_reinitialized and k in head_keys)]
     report.unexpected = list(result.unexpected_keys)
     logger.info("loaded %s: %s", origin, report.summary())
     if report.missing or report.unexpected:

@@ -33,14 +33,19 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def example_input(model: MViT, batch: int = 1, input_size: Optional[THW] = None) -> torch.Tensor:
+def is_image_model(model: nn.Module) -> bool:
+    """A model whose input is (B, C, H, W) (an MViT with 2-D patches); every other model takes clips."""
+    return bool(getattr(model.cfg, "patch_2d", False))
+
+
+def example_input(model: nn.Module, batch: int = 1, input_size: Optional[THW] = None) -> torch.Tensor:
     """A zero input of the model's configured shape: (B, C, T, H, W), or (B, C, H, W) for image models."""
     t, h, w = input_size or model.cfg.input_size
-    shape = (batch, model.cfg.in_chans, h, w) if model.cfg.patch_2d else (batch, model.cfg.in_chans, t, h, w)
+    shape = (batch, model.cfg.in_chans, h, w) if is_image_model(model) else (batch, model.cfg.in_chans, t, h, w)
     return torch.zeros(shape)
 
 
-def count_flops(model: MViT, input_size: Optional[THW] = None) -> float:
+def count_flops(model: nn.Module, input_size: Optional[THW] = None) -> float:
     """Forward FLOPs of one sample as fvcore counts them (one multiply-add = one FLOP), as PySlowFast reports."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -59,8 +64,11 @@ def count_flops(model: MViT, input_size: Optional[THW] = None) -> float:
     return float(total)
 
 
-def stage_table(model: MViT, input_size: Optional[THW] = None) -> list[StageInfo]:
+def stage_table(model: nn.Module, input_size: Optional[THW] = None) -> list[StageInfo]:
     """Stages of the model with their block range, width, heads and the token grid their blocks work on."""
+    if not isinstance(model, MViT):  # one stage: every block on the same grid and width
+        grid = model.token_grids(input_size)[-1]
+        return [StageInfo((0, model.cfg.depth - 1), model.cfg.embed_dim, model.cfg.num_heads, grid)]
     specs = block_specs(model.cfg)
     grids = model.token_grids(input_size)[1:]  # grid after each block
     stages: list[StageInfo] = []

@@ -273,12 +273,12 @@ def test_unknown_key_in_yaml_suggests_the_closest(tmp_path: Path) -> None:
 
 def test_unknown_key_suggests_the_same_name_in_another_section(tmp_path: Path) -> None:
     path = write(tmp_path, "x.yaml", "MODEL:\n  DEPTH: 16\n")
-    assert error_of(path) == f"{path}: unknown config key MODEL.DEPTH; did you mean MVIT.DEPTH?"
+    assert error_of(path) == f"{path}: unknown config key MODEL.DEPTH; did you mean MVIT.DEPTH or VIT.DEPTH?"
 
 
 def test_unknown_section_suggests_the_closest(tmp_path: Path) -> None:
     path = write(tmp_path, "x.yaml", "MVITT:\n  DEPTH: 16\n")
-    assert error_of(path) == f"{path}: unknown config key MVITT; did you mean MVIT?"
+    assert error_of(path) == f"{path}: unknown config key MVITT; did you mean MVIT or VIT?"
 
 
 def test_unknown_key_in_opts(empty_yaml: Path) -> None:

@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from mvit_video.config import ConfigError, get_cfg, load_config
-from mvit_video.models import MViT, build_model, model_config, mvit_config_from_cfg
+from mvit_video.models import MViT, build_model, model_config, model_config_from_cfg, mvit_config_from_cfg
 from tests.conftest import ROOT, shared_path
 
 CONFIG_VARIANTS = {
@@ -76,5 +76,5 @@ def test_unsupported_options_are_one_line_errors(key, value, match):
     cfg = get_cfg()
     cfg.merge_from_list([key, value])
     with pytest.raises(ConfigError, match=match) as info:
-        mvit_config_from_cfg(cfg)
+        model_config_from_cfg(cfg)
     assert "\n" not in str(info.value)
