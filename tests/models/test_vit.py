@@ -185,3 +185,15 @@ def test_centre_inflation_keeps_one_frame_clips_equal_to_the_image_model(pool):
     assert rel_l2(single, expected) < 1e-12
     if not cls:
         assert rel_l2(static, expected) < 1e-12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", HF_CASES)
+def test_published_video_models_equal_hf(case):
+    """Full depth and width (published configs), on a short low-resolution clip to stay affordable."""
+    name, ours_name, extra, fmt, _, published = HF_CASES[case]
+    frames = 4 if name != "Timesformer" else published
+    theirs = randomize_(_hf(name, num_frames=frames, image_size=64, num_labels=400, **extra), seed=8)
+    ours = create_model(ours_name, input_size=(frames, 64, 64))
+    _load(ours, theirs, fmt)
+    assert _same_logits(ours, theirs, _clip(frames, 64), hf=True) < 1e-6
