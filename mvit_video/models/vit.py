@@ -1,12 +1,15 @@
 """The plain-ViT family on video, one implementation with options: ViT, DeiT (distillation token), CaiT (talking
 heads, LayerScale, class attention), CPVT (positional encoding generator), VideoMAE (q/v biases, fixed sin-cos
-positions, mean pooling), ViViT (joint space-time) and TimeSformer (divided space-time attention).
+positions, mean pooling), ViViT (joint space-time), TimeSformer (divided space-time attention) and DeepViT
+(re-attention in the last blocks, a CNN patch stem, scale adjustment).
 
 Clips are (B, C, T, H, W); an image (B, C, H, W) is a one-frame clip. Tokens come from a Conv3d tubelet embedding
-(``tubelet_size`` frames x ``patch_size`` pixels; 1 frame for the image variants); a clip whose length is not a
-multiple of the tubelet is zero-padded at its end. The state-dict keys follow timm's ViT/DeiT/CaiT layout (so its
-files load with only the patch kernel unsqueezed to 3-D) and the original TimeSformer's names for the temporal
-parts (``time_embed``, ``temporal_norm1``, ``temporal_attn``, ``temporal_fc``).
+(``tubelet_size`` frames x ``patch_size`` pixels; 1 frame for the image variants) or DeepViT's CNN stem (Conv3d and
+BatchNorm3d); a clip whose length is not a multiple of the tubelet is zero-padded at its end. The state-dict keys
+follow timm's ViT/DeiT/CaiT layout (so its files load with only the patch kernel unsqueezed to 3-D), the original
+TimeSformer's names for the temporal parts (``time_embed``, ``temporal_norm1``, ``temporal_attn``, ``temporal_fc``)
+and the official DeepViT's for its parts (``patch_embed.{conv1,bn1,conv2,bn2,proj}``, ``attn.reatten_matrix``,
+``attn.var_norm``).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .layers import DropPath, Mlp, PatchEmbed
-from .layers.attention import QKV_BIASES, Attention, ClassAttention, TalkingHeadAttention
+from .layers import ConvPatchEmbed, DropPath, Mlp, PatchEmbed
+from .layers.attention import QKV_BIASES, Attention, ClassAttention, ReAttention, TalkingHeadAttention
 from .layers.position import PositionGenerator, resize_grid_embedding, sinusoid_table
 from .registry import register_model
 
@@ -29,6 +32,7 @@ POSITIONS = ("learned", "space_time", "sincos", "none")
 ATTENTION_TYPES = ("joint", "divided")
 POOLS = ("token", "avg")
 ACTIVATIONS = ("gelu", "gelu_tanh")
+STEMS = ("patch", "cnn")
 
 
 @dataclass
@@ -41,6 +45,12 @@ class ViTConfig:
         in_chans: input channels.
         patch_size: spatial patch side in pixels.
         tubelet_size: frames per token (1 for image models).
+        stem: "patch" (one strided conv ``patch_embed.proj``) or "cnn" (DeepViT's stem: conv 7x7/2 to 64, BN, ReLU,
+            conv 3x3 to 64, BN, ReLU, then ``proj`` over patch_size / 2; Conv3d and BatchNorm3d, see
+            ``layers.ConvPatchEmbed``).
+        stem_temporal_kernel: "cnn" stem: odd time kernel of its two convs (padded to keep the length); 1 for image
+            models (inflating image weights onto the centre tap keeps a one-frame clip equal to the image model).
+        stem_temporal_stride: "cnn" stem: time stride of its first conv.
         embed_dim, depth, num_heads, mlp_ratio: width, blocks, heads and MLP expansion.
         qkv_bias: "qkv" (bias on q, k and v), "qv" (VideoMAE: on q and v only) or "none".
         class_token: a cls token (classify from it with ``global_pool="token"``).
@@ -55,6 +65,11 @@ class ViTConfig:
         attention_type: "joint" (all tokens attend to all) or "divided" (TimeSformer: over time, then over space).
         talking_heads: CaiT's talking-heads attention in the self-attention blocks (explicit attention map).
         class_attention_depth: CaiT: the cls token joins only in this many final class-attention blocks.
+        reattention_depth: DeepViT: re-attention (``layers.attention.ReAttention``: the softmax maps mixed across
+            heads, BatchNorm-ed; explicit attention map, no SDPA) in this many last blocks; 0 for none.
+        reattention_scale: DeepViT's ``transform_scale``: the re-attention maps are multiplied by head_dim ** -0.5.
+        scale_adjustment: DeepViT's ``scale_adjustment`` s: every self-attention block computes ``norm(x * s)``
+            and divides each branch's output by s (1.0: the plain block).
         layer_scale_init: > 0: learnable per-channel residual scales (``gamma_1``, ``gamma_2``) starting there.
         global_pool: "token" (cls token after the final norm) or "avg" (VideoMAE: mean of the patch tokens, then
             ``fc_norm``; no final norm).
@@ -65,7 +80,8 @@ class ViTConfig:
             depth (linear from 0 to this at the last block).
         head_dropout: dropout before the classifier.
         detach_head: the classifier's input is detached (train the classifier only).
-        act_checkpoint: recompute each block in backward.
+        act_checkpoint: recompute each block in backward (the recomputation updates the BatchNorm statistics of
+            re-attention blocks a second time per step: their momentum acts as 1 - (1 - m)^2).
         attention: "auto", "sdpa" or "math" (the explicit reference); talking heads are always explicit.
     """
 
@@ -74,6 +90,9 @@ class ViTConfig:
     in_chans: int = 3
     patch_size: int = 16
     tubelet_size: int = 1
+    stem: str = "patch"
+    stem_temporal_kernel: int = 1
+    stem_temporal_stride: int = 1
     embed_dim: int = 768
     depth: int = 12
     num_heads: int = 12
@@ -87,6 +106,9 @@ class ViTConfig:
     attention_type: str = "joint"
     talking_heads: bool = False
     class_attention_depth: int = 0
+    reattention_depth: int = 0
+    reattention_scale: bool = False
+    scale_adjustment: float = 1.0
     layer_scale_init: float = 0.0
     global_pool: str = "token"
     norm_eps: float = 1e-6
@@ -104,13 +126,32 @@ class ViTConfig:
         for name, value, allowed in (("qkv_bias", self.qkv_bias, QKV_BIASES), ("pos_embed", self.pos_embed, POSITIONS),
                                      ("attention_type", self.attention_type, ATTENTION_TYPES),
                                      ("global_pool", self.global_pool, POOLS), ("act", self.act, ACTIVATIONS),
-                                     ("pos_resize", self.pos_resize, ("auto", "nearest"))):  # fmt: skip
+                                     ("pos_resize", self.pos_resize, ("auto", "nearest")),
+                                     ("stem", self.stem, STEMS)):  # fmt: skip
             if value not in allowed:
                 raise ValueError(f"ViTConfig.{name}={value!r} is not one of {allowed}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"ViTConfig.embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
         if self.class_attention_depth and not self.class_token:
             raise ValueError("ViTConfig: class attention blocks need class_token=True")
+        self._check_deepvit()
+
+    def _check_deepvit(self) -> None:
+        """DeepViT's options: a stem that can be built, re-attention and scale adjustment only where they apply."""
+        if self.stem == "patch" and (self.stem_temporal_kernel, self.stem_temporal_stride) != (1, 1):
+            raise ValueError("ViTConfig: stem_temporal_kernel and stem_temporal_stride apply to stem='cnn' only")
+        if self.stem == "cnn" and (self.patch_size % 2 or self.stem_temporal_kernel % 2 == 0):
+            raise ValueError(f"ViTConfig: stem='cnn' needs an even patch_size and an odd stem_temporal_kernel, got "
+                             f"{self.patch_size} and {self.stem_temporal_kernel}")  # fmt: skip
+        if not 0 <= self.reattention_depth <= self.depth:
+            raise ValueError(f"ViTConfig.reattention_depth={self.reattention_depth} is not between 0 and "
+                             f"depth={self.depth}")  # fmt: skip
+        plain = self.attention_type == "joint" and not self.talking_heads and not self.class_attention_depth
+        if (self.reattention_depth or self.scale_adjustment != 1.0) and not plain:
+            raise ValueError("ViTConfig: reattention_depth and scale_adjustment apply to joint attention blocks only "
+                             "(no talking heads, no class attention)")  # fmt: skip
+        if self.scale_adjustment <= 0:
+            raise ValueError(f"ViTConfig.scale_adjustment={self.scale_adjustment} must be > 0")
 
     def replace(self, **changes) -> ViTConfig:
         """A copy with some fields changed (unknown names raise TypeError)."""
@@ -119,8 +160,15 @@ class ViTConfig:
     @property
     def patch_dims(self) -> THW:
         """Token grid (T', H', W') of an ``input_size`` clip."""
-        t, h, w = self.input_size
-        return (-(-t // self.tubelet_size), h // self.patch_size, w // self.patch_size)
+        return self.token_grid(self.input_size)
+
+    def token_grid(self, input_size: THW) -> THW:
+        """Token grid (T', H', W') of a clip of ``input_size`` (T, H, W)."""
+        t, h, w = input_size
+        patch = self.patch_size
+        if self.stem == "cnn":  # conv1 (padded, stride 2 in space): ceil halves; proj over patch / 2
+            t, h, w, patch = -(-t // self.stem_temporal_stride), -(-h // 2), -(-w // 2), patch // 2
+        return (-(-t // self.tubelet_size), h // patch, w // patch)
 
     @property
     def num_prefix(self) -> int:
@@ -135,19 +183,32 @@ def _activation(name: str) -> nn.Module:
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: attention and MLP residuals, with LayerScale when ``cfg.layer_scale_init`` > 0."""
+    """Pre-norm transformer block: attention and MLP residuals, with LayerScale when ``cfg.layer_scale_init`` > 0,
+    DeepViT's scale adjustment s (``x + branch(norm(x * s)) / s``) when ``cfg.scale_adjustment`` != 1.
 
-    def __init__(self, cfg: ViTConfig, drop_path: float) -> None:
+    Args:
+        cfg: the architecture.
+        drop_path: stochastic depth rate of this block.
+        reattention: DeepViT's re-attention instead of plain attention.
+    """
+
+    def __init__(self, cfg: ViTConfig, drop_path: float, reattention: bool = False) -> None:
         super().__init__()
         dim = cfg.embed_dim
         attention = TalkingHeadAttention if cfg.talking_heads else Attention
+        self.scale_adjustment = cfg.scale_adjustment
         if cfg.layer_scale_init > 0:
             self.gamma_1 = nn.Parameter(torch.full((dim,), cfg.layer_scale_init))
             self.gamma_2 = nn.Parameter(torch.full((dim,), cfg.layer_scale_init))
         else:
             self.gamma_1 = self.gamma_2 = None
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.attn = attention(dim, cfg.num_heads, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate, impl=cfg.attention)
+        if reattention:
+            self.attn = ReAttention(dim, cfg.num_heads, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate,
+                                    scale=cfg.reattention_scale)  # fmt: skip
+        else:
+            self.attn = attention(dim, cfg.num_heads, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate,
+                                  impl=cfg.attention)  # fmt: skip
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), dim, cfg.drop_rate, act=_activation(cfg.act))
@@ -155,9 +216,15 @@ class Block(nn.Module):
     def _scaled(self, x: torch.Tensor, gamma: Optional[torch.Tensor]) -> torch.Tensor:
         return self.drop_path(x if gamma is None else gamma * x)
 
+    def _branch(self, x: torch.Tensor, norm: nn.Module, fn: nn.Module) -> torch.Tensor:
+        s = self.scale_adjustment
+        if s == 1.0:
+            return fn(norm(x))
+        return fn(norm(x * s)) / s  # DeepViT: the branch sees norm(x * s), its output is divided by s
+
     def forward(self, x: torch.Tensor, thw: THW, num_prefix: int) -> torch.Tensor:
-        x = x + self._scaled(self.attn(self.norm1(x)), self.gamma_1)
-        return x + self._scaled(self.mlp(self.norm2(x)), self.gamma_2)
+        x = x + self._scaled(self._branch(x, self.norm1, self.attn), self.gamma_1)
+        return x + self._scaled(self._branch(x, self.norm2, self.mlp), self.gamma_2)
 
 
 class DividedBlock(Block):
@@ -165,8 +232,8 @@ class DividedBlock(Block):
     then ``temporal_fc``), then over space within every frame (the cls token replicated per frame, its outputs
     averaged), then the MLP. The cls token is token 0."""
 
-    def __init__(self, cfg: ViTConfig, drop_path: float) -> None:
-        super().__init__(cfg, drop_path)
+    def __init__(self, cfg: ViTConfig, drop_path: float, reattention: bool = False) -> None:
+        super().__init__(cfg, drop_path, reattention)
         dim = cfg.embed_dim
         self.temporal_norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.temporal_attn = Attention(dim, cfg.num_heads, cfg.qkv_bias, cfg.attn_drop_rate, cfg.drop_rate,
@@ -224,15 +291,15 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.patch_dims = cfg.patch_dims
-        kernel = (cfg.tubelet_size, cfg.patch_size, cfg.patch_size)
-        self.patch_embed = PatchEmbed(cfg.in_chans, cfg.embed_dim, kernel, kernel, (0, 0, 0), pad_time=True)
+        self.patch_embed = self._patch_embed(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.class_token else None
         self.dist_token = nn.Parameter(torch.zeros(1, 1, cfg.embed_dim)) if cfg.dist_token else None
         self._init_positions(cfg)
         self.pos_drop = nn.Dropout(cfg.drop_rate) if cfg.drop_rate > 0 else nn.Identity()
         rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth, device="cpu").tolist()
         block = DividedBlock if cfg.attention_type == "divided" else Block
-        self.blocks = nn.ModuleList(block(cfg, rate) for rate in rates)
+        first_reattention = cfg.depth - cfg.reattention_depth  # DeepViT: re-attention in the last blocks only
+        self.blocks = nn.ModuleList(block(cfg, rate, i >= first_reattention) for i, rate in enumerate(rates))
         self.pos_block = nn.ModuleList([PositionGenerator(cfg.embed_dim, cfg.peg_kernel)]) if cfg.peg_kernel else None
         self.blocks_token_only = None
         if cfg.class_attention_depth:
@@ -248,6 +315,14 @@ class VisionTransformer(nn.Module):
             self.head_dist = nn.Linear(cfg.embed_dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.num_features = cfg.embed_dim
         self._init_weights()
+
+    @staticmethod
+    def _patch_embed(cfg: ViTConfig) -> nn.Module:
+        if cfg.stem == "cnn":
+            return ConvPatchEmbed(cfg.in_chans, cfg.embed_dim, cfg.patch_size, cfg.tubelet_size,
+                                  cfg.stem_temporal_kernel, cfg.stem_temporal_stride)  # fmt: skip
+        kernel = (cfg.tubelet_size, cfg.patch_size, cfg.patch_size)
+        return PatchEmbed(cfg.in_chans, cfg.embed_dim, kernel, kernel, (0, 0, 0), pad_time=True)
 
     def _init_positions(self, cfg: ViTConfig) -> None:
         t, h, w = self.patch_dims
@@ -379,9 +454,7 @@ class VisionTransformer(nn.Module):
 
     def token_grids(self, input_size: Optional[THW] = None) -> list[THW]:
         """Token grid entering each block and after the last (the same grid throughout)."""
-        t, h, w = input_size or self.cfg.input_size
-        p, k = self.cfg.patch_size, self.cfg.tubelet_size
-        return [(-(-t // k), h // p, w // p)] * (self.cfg.depth + 1)
+        return [self.cfg.token_grid(input_size or self.cfg.input_size)] * (self.cfg.depth + 1)
 
 
 # ------------------------------------------------------------------------------------------- named variants
@@ -443,3 +516,13 @@ def timesformer_b_8x32() -> ViTConfig:
 def vivit_b_32x2() -> ViTConfig:
     """ViViT-B/16x2, joint space-time attention, 32 x 224 (HF ``VivitForVideoClassification``; GELU tanh)."""
     return ViTConfig(num_classes=400, input_size=(32, 224, 224), tubelet_size=2, act="gelu_tanh")
+
+
+@register_model
+def deepvit_s_in1k() -> ViTConfig:
+    """DeepViT-S at 224 (official ``deepvit_S``): 16 blocks of width 396 (12 heads of 33), MLP ratio 3, q/k/v
+    biases, LayerNorm eps 1e-6, the CNN patch stem, re-attention (scaled by head_dim ** -0.5) in the last 5 blocks
+    and scale adjustment 0.5 in every block. 27,312,632 parameters; ImageNet top-1 82.3% (paper). Its weights were
+    trained on inputs normalised with mean = std = (0.5, 0.5, 0.5) (a data setting, not part of the model)."""
+    return ViTConfig(embed_dim=396, depth=16, num_heads=12, mlp_ratio=3.0, stem="cnn", reattention_depth=5,
+                     reattention_scale=True, scale_adjustment=0.5)  # fmt: skip

@@ -1,7 +1,8 @@
 """Checkpoint formats of the ViT family, mapped onto its names (timm's ViT/DeiT/CaiT layout): pure functions.
 
-- ``vit``: timm ``VisionTransformer`` / ``VisionTransformerDistilled`` / ``Cait`` state dicts and this toolkit's own
-  ViT-family checkpoints (the same names; a 2-D patch kernel gets a time axis of 1).
+- ``vit``: timm ``VisionTransformer`` / ``VisionTransformerDistilled`` / ``Cait`` state dicts, the official DeepViT
+  files (``patch_embed.{conv1,bn1,conv2,bn2,proj}``, ``attn.reatten_matrix``, ``attn.var_norm``: already our names)
+  and this toolkit's own ViT-family checkpoints (the same names; 2-D patch-embedding kernels get a time axis of 1).
 - ``hf_videomae``: HF transformers ``VideoMAEForVideoClassification`` (separate query/key/value; q and v biases).
 - ``hf_timesformer``: HF ``TimesformerForVideoClassification`` (divided attention; 2-D patch kernel).
 - ``hf_vivit``: HF ``VivitForVideoClassification`` (separate q/k/v projections).
@@ -59,13 +60,14 @@ def detect_vit_format(state_dict: Mapping[str, torch.Tensor]) -> str:
     if "patch_embed.proj.weight" in state_dict and any(k.startswith("blocks.0.") for k in keys):
         return "vit"
     raise ValueError(f"not a ViT-family checkpoint of a known layout (keys {', '.join(keys[:6])}, ...); "
-                     f"supported: timm ViT/DeiT/CaiT, HF VideoMAE/TimeSformer/ViViT")  # fmt: skip
+                     f"supported: timm ViT/DeiT/CaiT, official DeepViT, HF VideoMAE/TimeSformer/ViViT")  # fmt: skip
 
 
 def _patch_kernel_3d(state: StateDict) -> StateDict:
-    weight = state.get("patch_embed.proj.weight")
-    if weight is not None and weight.ndim == 4:  # (O, C, p, p) -> (O, C, 1, p, p)
-        state["patch_embed.proj.weight"] = weight.unsqueeze(2)
+    """2-D kernels of the patch embedding (``proj``; DeepViT's stem ``conv1``, ``conv2``) get a time axis of 1."""
+    for key, weight in list(state.items()):
+        if key.startswith("patch_embed.") and key.endswith(".weight") and weight.ndim == 4:
+            state[key] = weight.unsqueeze(2)  # (O, C, k, k) -> (O, C, 1, k, k)
     return state
 
 

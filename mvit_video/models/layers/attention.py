@@ -1,5 +1,5 @@
-"""Multi-head self-attention for token sequences: the plain kind (fused SDPA or explicit), talking heads and class
-attention. The MViT family's pooling attention lives in ``models/attention.py``.
+"""Multi-head self-attention for token sequences: the plain kind (fused SDPA or explicit), talking heads, DeepViT's
+re-attention and class attention. The MViT family's pooling attention lives in ``models/attention.py``.
 
 Every module takes (B, N, C) tokens and returns (B, N', C). ``resolve_attention`` picks the kernel: "sdpa"
 (``F.scaled_dot_product_attention``, fused where the backend has one) or "math" (explicit logits, the reference);
@@ -107,6 +107,42 @@ class TalkingHeadAttention(QKVProjection):
         # mix over heads: (B, heads, N, N) -> (B, N, N, heads) -> Linear -> back
         attn = self.proj_l(attn.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).softmax(dim=-1)
         attn = self.attn_drop(self.proj_w(attn.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+        return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(B, N, C)))
+
+
+class ReAttention(QKVProjection):
+    """DeepViT's re-attention: after the softmax, the (heads, N, N) attention maps are mixed across heads by
+    ``reatten_matrix`` (a 1x1 ``Conv2d(heads, heads)`` with bias, i.e. ``A'[g] = sum_h W[g, h] A[h] + b[g]``),
+    normalised per head by ``var_norm`` (``BatchNorm2d(heads)`` over the maps: batch statistics in training, running
+    ones in eval) and scaled by ``head_dim ** -0.5`` when ``scale`` (DeepViT's ``transform_scale``), before they
+    weight the values. Always explicit (never SDPA): the mixing needs the N x N map, so memory is quadratic in N
+    (N = T' H' W' + 1 on clips). Attention dropout acts before the mixing, as in DeepViT.
+
+    Args:
+        dim: token width.
+        heads: attention heads.
+        qkv_bias: "qkv", "qv" or "none" (see ``QKVProjection``).
+        attn_drop: dropout on the softmax weights (training only).
+        proj_drop: dropout after the output projection.
+        scale: multiply the normalised maps by ``head_dim ** -0.5``.
+    """
+
+    def __init__(self, dim: int, heads: int, qkv_bias: str = "qkv", attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 scale: bool = False) -> None:  # fmt: skip
+        super().__init__(dim, heads, qkv_bias)
+        self.reatten_matrix = nn.Conv2d(heads, heads, 1, 1)
+        self.var_norm = nn.BatchNorm2d(heads)
+        self.reatten_scale = (dim // heads) ** -0.5 if scale else 1.0
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = nn.Dropout(attn_drop) if attn_drop > 0 else nn.Identity()
+        self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        q, k, v = self.project(x)
+        attn = self.attn_drop(((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1))
+        # (B, heads, N, N): the heads are the channels of the mixing conv and of the BatchNorm
+        attn = self.var_norm(self.reatten_matrix(attn)) * self.reatten_scale
         return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(B, N, C)))
 
 
