@@ -7,11 +7,16 @@ section ``VIT`` derived from ``ViTConfig``).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
 from torch import nn
 
 from ..config import ConfigError
+from ..config.sections import dataclass_kwargs, register_section
 from .convert import convert_to_slowfast, unwrap_checkpoint
-from .families import Family, derived_family, get_family, register_family
+from .families import Family, get_family, register_family
 from .formats.vit import convert_to_vit
 from .mvit import MViT, MViTConfig
 from .vit import ViTConfig, VisionTransformer
@@ -87,6 +92,37 @@ def mvit_config_from_cfg(cfg) -> MViTConfig:
         act_checkpoint=cfg.MODEL.ACT_CHECKPOINT,
         attention=cfg.MODEL.ATTN_IMPL,
     )
+
+
+# dataclass field -> (where it comes from, how to read it from a root config)
+ROOT_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "num_classes": ("MODEL.NUM_CLASSES", lambda cfg: cfg.MODEL.NUM_CLASSES),
+    "input_size": ("DATA.NUM_FRAMES, DATA.TRAIN_CROP_SIZE",
+                   lambda cfg: (cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE)),
+    "in_chans": ("DATA.INPUT_CHANNEL_NUM[0]", lambda cfg: cfg.DATA.INPUT_CHANNEL_NUM[0]),
+    "head_dropout": ("MODEL.DROPOUT_RATE", lambda cfg: cfg.MODEL.DROPOUT_RATE),
+    "detach_head": ("MODEL.DETACH_FINAL_FC", lambda cfg: cfg.MODEL.DETACH_FINAL_FC),
+    "act_checkpoint": ("MODEL.ACT_CHECKPOINT", lambda cfg: cfg.MODEL.ACT_CHECKPOINT),
+    "attention": ("MODEL.ATTN_IMPL", lambda cfg: cfg.MODEL.ATTN_IMPL),
+}  # fmt: skip
+
+
+def derived_family(arch: str, model_type: type[nn.Module], config_type: type, section: str,
+                   convert: Callable[[Any, str | None], tuple[dict, str]], head_keys: tuple[str, ...]) -> Family:  # fmt: skip
+    """Registers a family whose section mirrors ``config_type`` (every field but the ``ROOT_FIELDS`` it has)."""
+    field_names = {f.name for f in dataclasses.fields(config_type)}
+    from_root = {name: where for name, (where, _) in ROOT_FIELDS.items() if name in field_names}
+    derived = register_section(section, config_type, from_root, arch)
+
+    def from_cfg(cfg) -> Any:
+        kwargs = dataclass_kwargs(derived, cfg[section])
+        kwargs.update({name: ROOT_FIELDS[name][1](cfg) for name in from_root})
+        try:
+            return config_type(**kwargs)
+        except ValueError as e:
+            raise ConfigError(f"{section}: {e}") from None
+
+    return register_family(Family(arch, model_type, config_type, section, from_cfg, convert, head_keys))
 
 
 def _vit_state(obj, source: str | None) -> tuple[dict, str]:
