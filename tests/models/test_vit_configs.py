@@ -41,7 +41,7 @@ INFLATED_CONFIGS = {
     "K400/CPVT_TI_16x4.yaml": ("cpvt_ti_in1k", "IN1K/CPVT_TI.yaml",
                                {**_16x4, "drop_path_rate": 0.1, "peg_kernel": (3, 3, 3)}),  # fmt: skip
 }
-TOY_CONFIGS = ("Toy/MVITv2_XS_8x2.yaml",)
+TOY_CONFIGS = ("Toy/MVITv2_XS_8x2.yaml", "Toy/VIT_XS_8x2.yaml")
 
 # published evaluation protocols: (frames, sampling rate, temporal clips, spatial crops, crop, mean, std)
 VIDEO_PROTOCOLS = {
