@@ -28,10 +28,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=None, help="clips per step (default: 16 on GPU, 2 on CPU)")
     parser.add_argument("--iters", type=int, default=None, help="timed steps (default: 20 on GPU, 3 on CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 5 / 1)")
-    parser.add_argument("--repeat", type=int, default=1, help="time this many blocks of --iters steps, keep the fastest")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="blocks of --iters steps per implementation, alternating with the reference's; the "
+                             "fastest counts")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1,
-                        help="measure each implementation this many times, alternating which goes first; keep the "
-                             "fastest (for machines shared with other jobs)")  # fmt: skip
+                        help="fresh processes that each time both implementations (which starts alternates)")
     parser.add_argument("--modes", default="inference,train", help="comma-separated: inference,train")
     parser.add_argument("--attention", default="auto", help="our attention path: auto, sdpa or math")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")

@@ -8,8 +8,10 @@ the layout they take) and the same dtype. Training steps are forward + backward 
 loss. MFU is achieved model FLOPs per second (2 x fvcore's multiply-adds per clip; x3 for a
 training step) over the device's bf16 matmul rate, measured in the same run.
 
-On a GPU, peak memory is ``torch.cuda.max_memory_allocated``; on a CPU each measurement runs in a fresh process
-and peak memory is its largest resident set size sampled during the timed steps (model, input and activations).
+Speed is timed with both models in one process, in alternating blocks of steps, so load from other jobs on a
+shared machine falls on both alike; the fastest block of each counts. On a GPU, peak memory is
+``torch.cuda.max_memory_allocated``; on a CPU, it is the largest resident set size sampled during the steps of a
+fresh process that holds only that model (model, input and activations).
 """
 
 from __future__ import annotations
@@ -196,21 +198,49 @@ def measure(spec: BenchSpec) -> dict[str, Any]:
     return {"impl": spec.impl, "mode": spec.mode, "clips_per_s": spec.batch / seconds, "peak_mem_mb": peak}
 
 
-def _child(spec: BenchSpec, queue) -> None:
-    queue.put(measure(spec))
+def measure_speeds(spec: BenchSpec) -> dict[str, list[float]]:
+    """Seconds per step of both implementations in this process, timed in alternating blocks of ``spec.iters``
+    steps (``spec.repeat`` blocks each, ours first when ``spec.impl`` is ours): whatever load other jobs put on the
+    machine falls on both alike. Returns ``{impl: [seconds per step of each block]}``."""
+    device = torch.device(spec.device)
+    ours, theirs = build_pair(spec.model, spec.attention, spec.act_checkpoint)
+    reference = TWINS[spec.model].library
+    steps = {}
+    for impl, model in ((OURS, ours), (reference, theirs)):
+        model = model.to(device)
+        steps[impl] = _step_fn(torch.compile(model) if spec.compile else model, dataclasses.replace(spec, impl=impl),
+                               device)  # fmt: skip
+    for step in steps.values():
+        for _ in range(spec.warmup):
+            step()
+    order = [OURS, reference] if spec.impl == OURS else [reference, OURS]
+    seconds: dict[str, list[float]] = {OURS: [], reference: []}
+    for block in range(spec.repeat):
+        for impl in order if block % 2 == 0 else order[::-1]:
+            seconds[impl].append(seconds_per_call(steps[impl], spec.iters))
+    return seconds
 
 
-def measure_isolated(spec: BenchSpec) -> dict[str, Any]:
-    """``measure`` in a fresh process on CPUs (so each peak RSS is its own), in this one on GPUs."""
+def _child(fn, spec: BenchSpec, queue) -> None:
+    queue.put(fn(spec))
+
+
+def _isolated(fn, spec: BenchSpec):
+    """``fn(spec)`` in a fresh process on CPUs (so each peak RSS is its own), in this one on GPUs."""
     if spec.device.startswith("cuda"):
-        return measure(spec)
+        return fn(spec)
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(spec, queue))
+    proc = ctx.Process(target=_child, args=(fn, spec, queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
+
+
+def measure_isolated(spec: BenchSpec) -> dict[str, Any]:
+    """``measure`` in a fresh process on CPUs, in this one on GPUs."""
+    return _isolated(measure, spec)
 
 
 def _cpu_name() -> str:
@@ -248,27 +278,25 @@ def _loadavg() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
-def _best_of(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """One result from the rounds of a measurement: the fastest, with every round's speed and load kept."""
-    best = dict(max(samples, key=lambda r: r["clips_per_s"]))
-    best["rounds_clips_per_s"] = [r["clips_per_s"] for r in samples]
-    best["rounds_loadavg"] = [r["loadavg"] for r in samples]
-    best["peak_mem_mb"] = max(r["peak_mem_mb"] for r in samples)
-    best.pop("loadavg")
-    return best
-
-
-def _measure_rounds(spec: BenchSpec, rounds: int, order_first: bool) -> list[tuple[str, dict[str, Any]]]:
-    """``rounds`` measurements of ours and the reference in alternating order (ours first in even rounds when
-    ``order_first``): a burst of load from other jobs then hits both, and the fastest round of each is kept."""
-    impls = (OURS, TWINS[spec.model].library)
-    samples: dict[str, list] = {impl: [] for impl in impls}
+def _measure_mode(spec: BenchSpec, rounds: int) -> list[dict[str, Any]]:
+    """Both implementations in one mode: speed from ``rounds`` fresh processes that each time both in alternating
+    blocks (which goes first alternates too), the fastest block counting; peak memory from one process per
+    implementation that holds only that model (one warm-up and one timed step)."""
+    reference = TWINS[spec.model].library
+    blocks: dict[str, list[float]] = {OURS: [], reference: []}
+    loads = []
     for r in range(rounds):
-        for impl in impls if (r % 2 == 0) == order_first else impls[::-1]:
-            result = measure_isolated(dataclasses.replace(spec, impl=impl))
-            result["loadavg"] = _loadavg()
-            samples[impl].append(result)
-    return [(impl, _best_of(samples[impl])) for impl in impls]
+        seconds = _isolated(measure_speeds, dataclasses.replace(spec, impl=OURS if r % 2 == 0 else reference))
+        loads.append(_loadavg())
+        for impl, values in seconds.items():
+            blocks[impl] += values
+    results = []
+    for impl in (OURS, reference):
+        alone = measure_isolated(dataclasses.replace(spec, impl=impl, iters=1, warmup=1, repeat=1))
+        results.append({"impl": impl, "mode": spec.mode, "clips_per_s": spec.batch / min(blocks[impl]),
+                        "peak_mem_mb": alone["peak_mem_mb"],
+                        "blocks_clips_per_s": [spec.batch / t for t in blocks[impl]], "rounds_loadavg": loads})  # fmt: skip
+    return results
 
 
 def run_benchmark(model: str, device: str, dtype: str, batch: int, iters: int, warmup: int, compile: bool,
@@ -276,32 +304,33 @@ def run_benchmark(model: str, device: str, dtype: str, batch: int, iters: int, w
                   repeat: int = 1, rounds: int = 1) -> dict[str, Any]:  # fmt: skip
     """Both implementations in every mode; returns the JSON document (see the module docstring).
 
-    Each measurement is the fastest of ``repeat`` blocks of ``iters`` steps, in a fresh process on CPUs; with
-    ``rounds`` > 1 it runs that many times per implementation, alternating which goes first, and the fastest round
-    counts (every round's clips/s and the 1-minute load average after it are in ``rounds_*``). With
-    ``act_checkpoint`` our training step also runs with activation checkpointing (``impl`` "mvit_video+ckpt")."""
+    Speed: ``rounds`` fresh processes per mode (on CPUs), each timing ours and the reference in ``repeat``
+    alternating blocks of ``iters`` steps after ``warmup`` steps each; the fastest block counts (every block's
+    clips/s and the 1-minute load average after each round are in the JSON). Peak memory: one process per
+    implementation. With ``act_checkpoint`` our training step also runs with activation checkpointing (``impl``
+    "mvit_video+ckpt", its own process)."""
     check_spec(model, device, dtype)
     dev = torch.device(device)
     twin = TWINS[model]
     gflops = model_gflops(model)
     peak = matmul_tflops(dev)
     results = []
-    for i, mode in enumerate(modes):
+    for mode in modes:
         spec = BenchSpec(model, OURS, mode, device, dtype, batch, iters, warmup, compile, attention, False, repeat)
-        measured = _measure_rounds(spec, rounds, order_first=i % 2 == 0)
+        measured = _measure_mode(spec, rounds)
         if act_checkpoint and mode == "train":
             ckpt = measure_isolated(dataclasses.replace(spec, act_checkpoint=True))
-            measured.append((f"{OURS}+ckpt", _best_of([{**ckpt, "loadavg": _loadavg()}])))
-        for impl, result in measured:
-            result["impl"] = impl
+            measured.append({**ckpt, "impl": f"{OURS}+ckpt"})
+        for result in measured:
             flops_per_clip = 2 * gflops * 1e9 * (3 if mode == "train" else 1)  # backward ~ twice the forward
             result["mfu"] = result["clips_per_s"] * flops_per_clip / (peak * 1e12)
             results.append(result)
     return {"model": model, "reference": twin.library, "reference_model": twin.name,
             "reference_attention": reference_attention(model), "device": device, "dtype": dtype, "batch": batch,
-            "iters": iters, "repeat": repeat, "rounds": rounds, "compile": compile, "attention": attention,
-            "act_checkpoint": act_checkpoint, "gflops_per_clip": gflops, "bf16_matmul_tflops": peak,
-            "env": environment(dev, twin.library), "date": time.strftime("%Y-%m-%d"), "results": results}  # fmt: skip
+            "iters": iters, "warmup": warmup, "repeat": repeat, "rounds": rounds, "compile": compile,
+            "attention": attention, "act_checkpoint": act_checkpoint, "gflops_per_clip": gflops,
+            "bf16_matmul_tflops": peak, "env": environment(dev, twin.library), "date": time.strftime("%Y-%m-%d"),
+            "results": results}  # fmt: skip
 
 
 def format_table(doc: dict[str, Any]) -> str:

@@ -134,3 +134,14 @@ def test_image_configs_follow_the_reference_evaluation(path, protocol):
     assert cfg.DATA.IN_VAL_CROP_RATIO == ratio
     assert cfg.DATA.MEAN == pytest.approx(mean) and cfg.DATA.STD == pytest.approx(std)
     assert (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS) == (1, 1)
+
+
+def test_readme_names_every_vit_key_and_variant():
+    from mvit_video.config.sections import derived_sections
+    from mvit_video.models import list_models
+
+    readme = (ROOT / "README.md").read_text()
+    section = derived_sections()["VIT"]
+    assert [k for k in (section.key(f.name) for f in section.fields()) if f"`{k}`" not in readme] == []
+    vit_variants = [n for n in list_models() if type(model_config(n)).__name__ == "ViTConfig"]
+    assert [n for n in vit_variants if f"| `{n}` |" not in readme] == []
