@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""MViT speed side by side with torchvision (same weights, input and dtype): inference and training-step
-clips/s, peak memory and MFU against the device's measured bf16 matmul rate.
+"""A zoo model's speed side by side with its reference implementation (same weights, input and dtype): inference
+and training-step clips/s, peak memory and MFU against the device's measured bf16 matmul rate. References: torchvision
+for MViT (mvitv2_s_16x4, mvitv1_b_16x4), timm for the image ViT variants (vit_ti16_in1k, vit_b16_in1k,
+deit_ti16_in1k, deit_ti16_distilled_in1k, cait_xxs24_in1k, cpvt_ti_in1k), HF transformers for the video ones
+(videomae_b_16x4, timesformer_b_8x32, vivit_b_32x2).
 
     python tools/benchmark.py --model mvitv2_s_16x4 [--device cuda|cpu] [--dtype bf16|fp16|fp32] [--batch N]
-                              [--compile] [--json out.json]
+                              [--iters N] [--repeat N] [--rounds N] [--compile] [--json out.json]
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from mvit_video.cli import run_cli  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="mvitv2_s_16x4", help="mvitv2_s_16x4 or mvitv1_b_16x4")
+    parser.add_argument("--model", default="mvitv2_s_16x4", help="a zoo model with a reference twin (see above)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--batch", type=int, default=None, help="clips per step (default: 16 on GPU, 2 on CPU)")
     parser.add_argument("--iters", type=int, default=None, help="timed steps (default: 20 on GPU, 3 on CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 5 / 1)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="blocks of --iters steps per implementation, alternating with the reference's; the "
+                             "fastest counts")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="fresh processes that each time both implementations (which starts alternates)")
     parser.add_argument("--modes", default="inference,train", help="comma-separated: inference,train")
     parser.add_argument("--attention", default="auto", help="our attention path: auto, sdpa or math")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
@@ -52,6 +60,8 @@ def main(argv=None) -> int:
         modes=tuple(m for m in args.modes.split(",") if m),
         attention=args.attention,
         act_checkpoint=args.act_checkpoint,
+        repeat=args.repeat,
+        rounds=args.rounds,
     )
     print(format_table(doc))
     if args.json:

@@ -1,4 +1,5 @@
-"""tools/benchmark.py's pieces: argument checks, the memory sampler, the table; one full run under -m slow."""
+"""tools/benchmark.py's pieces: argument checks, the memory sampler, the table, the references (same weights, same
+logits as ours); one full run under -m slow."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import sys
 import pytest
 import torch
 
-from mvit_video.benchmarks.model import BenchmarkError, PeakRSS, check_spec, format_table, run_benchmark
-from tests.conftest import ROOT
+from mvit_video.benchmarks.model import (BenchmarkError, PeakRSS, build_pair, check_spec, example_batch, format_table,
+                                         run_benchmark)  # fmt: skip
+from mvit_video.benchmarks.references import CLIP, IMAGE, TWINS
+from tests.conftest import ROOT, rel_l2
 
 
 def test_wrong_arguments_are_one_line_errors():
-    with pytest.raises(BenchmarkError, match="no torchvision twin"):
+    with pytest.raises(BenchmarkError, match="no reference twin"):
         check_spec("mvitv2_b_32x3", "cpu", "fp32")
     with pytest.raises(BenchmarkError, match="use one of"):
         check_spec("mvitv2_s_16x4", "cpu", "int8")
@@ -53,3 +56,48 @@ def test_full_benchmark_run_on_cpu(tmp_path):
     assert all(r["clips_per_s"] > 0 and r["peak_mem_mb"] > 100 and 0 < r["mfu"] < 1 for r in doc["results"])
     assert doc["gflops_per_clip"] == pytest.approx(64.5, abs=0.05)
     json.dumps(doc)
+
+
+def test_table_compares_with_the_named_reference():
+    doc = {"model": "vit_ti16_in1k", "reference": "timm", "reference_model": "vit_tiny_patch16_224", "device": "cpu",
+           "dtype": "fp32", "batch": 2, "compile": False, "bf16_matmul_tflops": 0.5, "env": {"cpu": "x86_64"},
+           "results": [{"impl": "mvit_video", "mode": "train", "clips_per_s": 9.0, "peak_mem_mb": 900, "mfu": 0.1},
+                       {"impl": "timm", "mode": "train", "clips_per_s": 10.0, "peak_mem_mb": 900, "mfu": 0.1}]}  # fmt: skip
+    table = format_table(doc).splitlines()
+    assert "vs timm vit_tiny_patch16_224" in table[0] and "0.90x" in table[2] and "1.00x" in table[3]
+
+
+IMAGE_TWINS = [name for name, twin in TWINS.items() if twin.layout == IMAGE]
+VIDEO_TWINS = [name for name, twin in TWINS.items() if twin.library == "transformers"]
+
+
+def _same_input_logits(name: str, batch: int) -> float:
+    ours, theirs = build_pair(name)
+    layout = TWINS[name].layout
+    ours_input = example_batch(name, batch, IMAGE if layout == IMAGE else CLIP, torch.Generator().manual_seed(0))
+    their_input = example_batch(name, batch, layout, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return rel_l2(ours(ours_input), theirs(their_input))
+
+
+def test_every_vit_variant_has_a_reference():
+    assert sorted(IMAGE_TWINS + VIDEO_TWINS) == sorted(n for n in TWINS if not n.startswith("mvit"))
+    assert {TWINS[n].library for n in IMAGE_TWINS} == {"timm"}
+
+
+@pytest.mark.parametrize("name", IMAGE_TWINS)
+def test_image_reference_computes_our_logits(name):
+    """The benchmark times the same function on both sides: timm's model with its weights loaded into ours."""
+    assert _same_input_logits(name, batch=2) < 1e-5
+
+
+def test_hf_reference_gets_the_same_clip_in_its_layout():
+    a = example_batch("videomae_b_16x4", 1, CLIP, torch.Generator().manual_seed(0))
+    b = example_batch("videomae_b_16x4", 1, "B,T,C,H,W", torch.Generator().manual_seed(0))
+    assert b.is_contiguous() and torch.equal(a.transpose(1, 2), b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", VIDEO_TWINS)
+def test_video_reference_computes_our_logits(name):
+    assert _same_input_logits(name, batch=1) < 1e-5

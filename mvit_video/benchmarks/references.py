@@ -1,0 +1,144 @@
+"""The reference implementation each benchmarked zoo model is timed against, built with random weights.
+
+- MViT: torchvision's ``mvit_v2_s`` / ``mvit_v1_b``.
+- Image ViT variants: timm's model of the same name (CPVT has none in timm: DeiT-Ti without position embedding plus
+  timm's Twins ``PosConv`` after the first block, the reference ``tests/models/test_vit.py`` checks it against).
+- Video ViT variants: HF transformers ``*ForVideoClassification`` with the published checkpoint's config; they take
+  (B, T, C, H, W) clips, so they get their own contiguous copy of the input in that layout.
+
+Every reference is returned as a ``nn.Module`` mapping the input to class logits, together with the state dict that
+``load_pretrained`` reads into our model (the reference's own layout: the published files have these keys).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# layouts of the input a model takes
+IMAGE, CLIP, HF_CLIP = "B,C,H,W", "B,C,T,H,W", "B,T,C,H,W"
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A zoo model and its reference.
+
+    Attributes:
+        library: where the reference comes from ("torchvision", "timm" or "transformers").
+        name: the reference's own name (builder, timm model or HF class prefix).
+        layout: the reference's input layout (``IMAGE``, ``CLIP`` or ``HF_CLIP``).
+        build: () -> (reference module returning logits, state dict to load into ours).
+    """
+
+    library: str
+    name: str
+    layout: str
+    build: Callable[[], tuple[nn.Module, dict]]
+
+
+def _torchvision(name: str) -> Callable[[], tuple[nn.Module, dict]]:
+    def build():
+        import torchvision.models.video as tvv
+
+        model = getattr(tvv, name)()
+        return model, model.state_dict()
+
+    return build
+
+
+def _timm(name: str) -> Callable[[], tuple[nn.Module, dict]]:
+    def build():
+        import timm
+
+        model = timm.create_model(name, pretrained=False)
+        return model, model.state_dict()
+
+    return build
+
+
+class TimmCPVT(nn.Module):
+    """CPVT-Ti from timm's parts: ``deit_tiny_patch16_224`` without position embedding, and the Twins ``PosConv``
+    (depthwise 3x3 conv with a residual) on the patch tokens after the first block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+        from timm.models.twins import PosConv
+
+        self.vit = timm.create_model("deit_tiny_patch16_224", pretrained=False, pos_embed="none")
+        self.peg = PosConv(192, 192)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = self.vit
+        tokens = v.patch_embed(x)
+        side = x.shape[-1] // 16
+        tokens = v.blocks[0](torch.cat((v.cls_token.expand(x.shape[0], -1, -1), tokens), dim=1))
+        grid = self.peg(tokens[:, 1:], (side, side))
+        tokens = v.blocks[1:](torch.cat((tokens[:, :1], grid), dim=1))
+        return v.head(v.norm(tokens)[:, 0])
+
+
+def _timm_cpvt() -> tuple[nn.Module, dict]:
+    model = TimmCPVT()
+    state = {}
+    for key, value in model.state_dict().items():
+        state[key.removeprefix("vit.") if key.startswith("vit.") else key.replace("peg.", "pos_block.0.", 1)] = value
+    return model, state
+
+
+class HFLogits(nn.Module):
+    """An HF ``*ForVideoClassification`` model as ``clip (B, T, C, H, W) -> logits``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).logits
+
+
+def _hf(prefix: str, **config) -> Callable[[], tuple[nn.Module, dict]]:
+    def build():
+        import transformers
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # transformers' notices about configs and attention kernels
+            cfg = getattr(transformers, f"{prefix}Config")(num_labels=400, **config)
+            model = getattr(transformers, f"{prefix}ForVideoClassification")(cfg)
+        return HFLogits(model), model.state_dict()
+
+    return build
+
+
+TWINS: dict[str, Twin] = {
+    "mvitv2_s_16x4": Twin("torchvision", "mvit_v2_s", CLIP, _torchvision("mvit_v2_s")),
+    "mvitv1_b_16x4": Twin("torchvision", "mvit_v1_b", CLIP, _torchvision("mvit_v1_b")),
+    "vit_ti16_in1k": Twin("timm", "vit_tiny_patch16_224", IMAGE, _timm("vit_tiny_patch16_224")),
+    "vit_b16_in1k": Twin("timm", "vit_base_patch16_224", IMAGE, _timm("vit_base_patch16_224")),
+    "deit_ti16_in1k": Twin("timm", "deit_tiny_patch16_224", IMAGE, _timm("deit_tiny_patch16_224")),
+    "deit_ti16_distilled_in1k": Twin("timm", "deit_tiny_distilled_patch16_224", IMAGE,
+                                     _timm("deit_tiny_distilled_patch16_224")),  # fmt: skip
+    "cait_xxs24_in1k": Twin("timm", "cait_xxs24_224", IMAGE, _timm("cait_xxs24_224")),
+    "cpvt_ti_in1k": Twin("timm", "deit_tiny_patch16_224 + twins PosConv", IMAGE, _timm_cpvt),
+    "videomae_b_16x4": Twin("transformers", "VideoMAEForVideoClassification", HF_CLIP,
+                            _hf("VideoMAE", num_frames=16, use_mean_pooling=True)),  # fmt: skip
+    "timesformer_b_8x32": Twin("transformers", "TimesformerForVideoClassification", HF_CLIP,
+                               _hf("Timesformer", num_frames=8)),  # fmt: skip
+    "vivit_b_32x2": Twin("transformers", "VivitForVideoClassification", HF_CLIP, _hf("Vivit", num_frames=32)),
+}
+
+
+def attention_kernel(reference: nn.Module, twin: Twin) -> str:
+    """How the reference computes attention: "sdpa" (fused) or "eager" (explicit), as far as it says."""
+    if twin.library == "transformers":
+        return str(reference.model.config._attn_implementation)
+    if twin.library == "timm":
+        from timm.layers import use_fused_attn
+
+        explicit = "cait" in twin.name  # talking heads: an explicit map in timm too (class attention is fused)
+        return "eager" if explicit else ("sdpa" if use_fused_attn() else "eager")
+    return "eager"  # torchvision's MViT: explicit logits plus the rel-pos bias
