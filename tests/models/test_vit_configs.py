@@ -24,6 +24,7 @@ VARIANT_CONFIGS = {
     "IN1K/DEIT_TI16_DISTILLED.yaml": ("deit_ti16_distilled_in1k", {"drop_path_rate": 0.1}),
     "IN1K/CAIT_XXS24.yaml": ("cait_xxs24_in1k", {"drop_path_rate": 0.05}),
     "IN1K/CPVT_TI.yaml": ("cpvt_ti_in1k", {"drop_path_rate": 0.1}),
+    "IN1K/DEEPVIT_S.yaml": ("deepvit_s_in1k", {"drop_path_rate": 0.1}),
     "K400/VIDEOMAE_B_16x4.yaml": ("videomae_b_16x4", {"drop_path_rate": 0.1}),
     "K400/TIMESFORMER_B_8x32.yaml": ("timesformer_b_8x32", {"drop_path_rate": 0.1, "head_dropout": 0.5}),
     "K400/VIVIT_B_32x2.yaml": ("vivit_b_32x2", {}),
@@ -40,6 +41,7 @@ INFLATED_CONFIGS = {
     "K400/CAIT_XXS24_16x4.yaml": ("cait_xxs24_in1k", "IN1K/CAIT_XXS24.yaml", {**_16x4, "drop_path_rate": 0.05}),
     "K400/CPVT_TI_16x4.yaml": ("cpvt_ti_in1k", "IN1K/CPVT_TI.yaml",
                                {**_16x4, "drop_path_rate": 0.1, "peg_kernel": (3, 3, 3)}),  # fmt: skip
+    "K400/DEEPVIT_S_16x4.yaml": ("deepvit_s_in1k", "IN1K/DEEPVIT_S.yaml", {**_16x4, "drop_path_rate": 0.1}),
 }
 TOY_CONFIGS = ("Toy/MVITv2_XS_8x2.yaml", "Toy/VIT_XS_8x2.yaml")
 
@@ -57,6 +59,7 @@ IMAGE_PROTOCOLS = {
     "IN1K/DEIT_TI16_DISTILLED.yaml": (0.875, *IMAGENET),
     "IN1K/CAIT_XXS24.yaml": (1.0, *IMAGENET),  # DeiT repo README_cait.md
     "IN1K/CPVT_TI.yaml": (0.875, *IMAGENET),  # CPVT trains and evaluates with DeiT's code
+    "IN1K/DEEPVIT_S.yaml": (0.9, *HALF),  # dvit_repo models/deep_vision_transformer.py default_cfgs (pitfall 10)
 }
 
 
@@ -93,14 +96,17 @@ def test_k400_config_starts_from_its_image_weights(tmp_path, path, name, image_p
     loads, the patch kernel is averaged over the tubelet, the position table is repeated over the token frames, the
     1000-class head is replaced."""
     torch.manual_seed(0)
-    image = create_model(name, depth=2)
+    reduced = {"depth": 2, **({"reattention_depth": 1} if model_config(name).reattention_depth else {})}
+    image = create_model(name, **reduced)
     checkpoint = tmp_path / "image.pth"
     torch.save(image.state_dict(), checkpoint)
-    cfg = _cfg(path, "VIT.DEPTH", "2", "TRAIN.CHECKPOINT_FILE_PATH", str(checkpoint))
+    opts = [x for k, v in reduced.items() for x in (f"VIT.{k.upper()}", str(v))]
+    cfg = _cfg(path, *opts, "TRAIN.CHECKPOINT_FILE_PATH", str(checkpoint))
     video = build_model(cfg)
     assert init_from_checkpoint(cfg, video, None, None) == 0
     kernel, image_kernel = video.patch_embed.proj.weight.detach(), image.patch_embed.proj.weight.detach()
-    assert kernel.shape == (image_kernel.shape[0], 3, 2, 16, 16)
+    stem_channels, patch = (64, 8) if video.cfg.stem == "cnn" else (3, 16)  # DeepViT: the stem's last projection
+    assert kernel.shape == (image_kernel.shape[0], stem_channels, 2, patch, patch)
     torch.testing.assert_close(kernel, image_kernel.expand_as(kernel) / 2, rtol=0, atol=1e-7)
     if video.pos_embed is not None:
         prefix = video.cfg.num_prefix
