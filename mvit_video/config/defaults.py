@@ -379,6 +379,7 @@ def _add_solver(cfg: CfgNode) -> None:
     cfg.SOLVER.CLIP_GRAD_L2NORM = None
     cfg.SOLVER.LARS_ON = False
     cfg.SOLVER.LAYER_DECAY = 1.0  # 1.0 disables layer-wise lr decay
+    cfg.SOLVER.BACKBONE_LR_MULT = 1.0  # lr of everything but the classifier, relative to BASE_LR (Video Swin: 0.1)
     cfg.SOLVER.BETAS = [0.9, 0.999]  # Adam(W)
 
 

@@ -479,6 +479,10 @@ def _check_training(cfg: CfgNode, source: str) -> None:
     if not cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR >= 0.0:
         _fail(source, "TRAIN.KILL_LOSS_EXPLOSION_FACTOR", cfg.TRAIN.KILL_LOSS_EXPLOSION_FACTOR,
               "must be >= 0 (0 disables the check)")  # fmt: skip
+    mult = cfg.SOLVER.BACKBONE_LR_MULT
+    if not _is_number(mult) or not 0.0 < mult <= 1.0:
+        _fail(source, "SOLVER.BACKBONE_LR_MULT", mult, "must be in (0, 1]: the backbone's lr as a fraction of "
+              "SOLVER.BASE_LR, which the classifier keeps (1.0: one lr for all)")  # fmt: skip
     patterns = cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN
     if not all(isinstance(p, str) and p for p in patterns):
         _fail(source, "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN", patterns, "must be a list of non-empty strings, "

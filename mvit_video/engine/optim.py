@@ -83,6 +83,8 @@ def param_groups(
     layer_decay: float | None = None,
     base_lr: float | None = None,
     num_layers: int | None = None,
+    backbone_lr_mult: float = 1.0,
+    head_names: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Split trainable parameters into optimizer groups by weight decay and (optionally) layer depth.
 
@@ -97,6 +99,9 @@ def param_groups(
     ``layer_decay ** (N - i)`` and the patch embedding / cls token / position embeddings have
     ``layer_decay ** (N + 1)``. ``None`` or 1.0 turns it off (every ``lr_scale`` is 1.0).
 
+    With ``backbone_lr_mult`` < 1, every parameter not in ``head_names`` (the classifier) also has its
+    ``lr_scale`` multiplied by it: the backbone learns at a fraction of the head's rate (Video Swin's ``lr_mult``).
+
     Args:
         model: the model (DDP / compiled wrappers are looked through, so names are the plain model's).
         weight_decay: decay of the parameters that have it.
@@ -105,6 +110,8 @@ def param_groups(
         layer_decay: per-layer LR multiplier for fine-tuning, in (0, 1]; None or 1.0 disables it.
         base_lr: when given, each group also gets ``"lr": base_lr * lr_scale``.
         num_layers: N, the number of blocks; default ``len(model.blocks)``.
+        backbone_lr_mult: lr multiplier of every parameter outside ``head_names``, in (0, 1].
+        head_names: full names of the classifier's parameters (they keep the head's scale).
 
     Returns:
         Groups for ``torch.optim``: dicts with ``"name"``, ``"params"``, ``"weight_decay"``, ``"lr_scale"``
@@ -112,6 +119,11 @@ def param_groups(
     """
     if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
         raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay} (SOLVER.LAYER_DECAY; 1.0 disables it)")
+    if not 0.0 < backbone_lr_mult <= 1.0:
+        raise ValueError(f"backbone_lr_mult must be in (0, 1], got {backbone_lr_mult} (SOLVER.BACKBONE_LR_MULT)")
+    if backbone_lr_mult < 1.0 and not head_names:
+        raise ValueError("backbone_lr_mult < 1 needs head_names: the classifier's parameters, which keep the base lr")
+    heads = set(head_names)
     model = unwrap_model(model)
     use_layers = layer_decay is not None and layer_decay < 1.0
     depth = (num_layers if num_layers is not None else _infer_num_layers(model)) if use_layers else 0
@@ -127,8 +139,12 @@ def param_groups(
             layer = model_layer_id(name) if model_layer_id is not None else layer_id(name, depth)
         kind = "decay" if decays else "no_decay"
         key = kind if layer is None else f"layer{layer}_{kind}"
+        backbone = backbone_lr_mult < 1.0 and name not in heads
+        if backbone:
+            key = f"backbone_{key}"
         if key not in groups:
             scale = 1.0 if layer is None else layer_decay ** (depth + 1 - layer)
+            scale *= backbone_lr_mult if backbone else 1.0
             groups[key] = {
                 "name": key,
                 "params": [],
@@ -195,7 +211,8 @@ def create_optimizer(
 def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
     """The optimizer that ``cfg.SOLVER`` describes, over ``model``'s trainable parameters.
 
-    Reads SOLVER.OPTIMIZING_METHOD, BASE_LR, WEIGHT_DECAY, ZERO_WD_1D_PARAM, LAYER_DECAY, MOMENTUM, DAMPENING,
+    Reads SOLVER.OPTIMIZING_METHOD, BASE_LR, WEIGHT_DECAY, ZERO_WD_1D_PARAM, LAYER_DECAY, BACKBONE_LR_MULT (every
+    tensor but the family's classifier ``head_keys`` at that fraction of the lr), MOMENTUM, DAMPENING,
     NESTEROV, BETAS and MVIT.ZERO_DECAY_POS_CLS (which exempts ``model.no_weight_decay()`` -- position
     embeddings, rel-pos tables, cls token -- from weight decay). Groups start at ``BASE_LR * lr_scale``; the
     trainer sets the scheduled LR every iteration with ``set_lr``.
@@ -219,6 +236,8 @@ def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
         layer_decay=solver.get("LAYER_DECAY", 1.0),
         base_lr=solver.BASE_LR,
         num_layers=len(inner.blocks) if hasattr(inner, "blocks") else cfg.MVIT.DEPTH,
+        backbone_lr_mult=solver.BACKBONE_LR_MULT,
+        head_names=_classifier_names(inner),
     )
     return create_optimizer(
         groups,
@@ -230,6 +249,16 @@ def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
         nesterov=solver.NESTEROV,
         betas=tuple(solver.get("BETAS", (0.9, 0.999))),
     )
+
+
+def _classifier_names(model: nn.Module) -> tuple[str, ...]:
+    """The classifier's parameter names of a zoo model (its family's ``head_keys``); () for other modules."""
+    from ..models.families import family_of
+
+    try:
+        return family_of(model.cfg).head_keys
+    except (AttributeError, TypeError):
+        return ()
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -355,3 +355,30 @@ def test_lr_scale_survives_an_optimizer_state_round_trip():
     fresh.load_state_dict(saved)
     set_lr(fresh, 0.1)
     assert [g["lr"] for g in fresh.param_groups] == [0.1 * g["lr_scale"] for g in groups]
+
+
+def test_backbone_lr_mult_keeps_the_classifier_at_the_base_lr():
+    """Video Swin's recipe: backbone at 0.1 x the lr, the classifier at the lr; with layer decay the two multiply."""
+    model = MViT(tiny_v2())
+    head = {"head.projection.weight", "head.projection.bias"}
+    cfg = get_cfg()
+    cfg.SOLVER.OPTIMIZING_METHOD, cfg.SOLVER.BASE_LR, cfg.SOLVER.BACKBONE_LR_MULT = "adamw", 1e-3, 0.1
+    optimizer = build_optimizer(model, cfg)
+    lr_of = {n: g["lr"] for g in optimizer.param_groups for n in names_by_group(model, [g])[g["name"]]}
+    assert set(lr_of) == trainable_names(model)
+    assert {n for n, lr in lr_of.items() if lr == pytest.approx(1e-3)} == head
+    assert all(lr == pytest.approx(1e-4) for n, lr in lr_of.items() if n not in head)
+    cfg.SOLVER.LAYER_DECAY = 0.5  # tiny_v2 has 3 blocks: the patch embedding is layer 0, scale 0.5 ** 4
+    scales = {n: g["lr_scale"] for g in build_optimizer(model, cfg).param_groups for n in
+              names_by_group(model, [g])[g["name"]]}  # fmt: skip
+    assert scales["head.projection.weight"] == 1.0
+    assert scales["patch_embed.proj.weight"] == pytest.approx(0.1 * 0.5**4)
+    assert scales["blocks.2.attn.qkv.weight"] == pytest.approx(0.1 * 0.5)
+
+
+def test_backbone_lr_mult_out_of_range_is_one_line():
+    with pytest.raises(Exception) as err:
+        load_config(K400_S, ["SOLVER.BACKBONE_LR_MULT", "10"])
+    assert "SOLVER.BACKBONE_LR_MULT" in str(err.value) and "(0, 1]" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="needs head_names"):
+        param_groups(MViT(tiny_v2()), 0.0, backbone_lr_mult=0.5)
