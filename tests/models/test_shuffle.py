@@ -284,8 +284,8 @@ def test_shuffle_t_equals_the_official_formulas():
     state = random_state(official_layout(), seed=2)
     model = _load(create_model("shuffle_t_in1k"), state)
     x = _image(1, 224)
-    with torch.no_grad():
-        assert rel_l2(model(x), official_forward(x, state, (2, 2, 6, 2), (3, 6, 12, 24))) < 1e-10
+    with torch.no_grad():  # 12 random blocks give logits in the thousands: float64 rounding reaches ~2e-10
+        assert rel_l2(model(x), official_forward(x, state, (2, 2, 6, 2), (3, 6, 12, 24))) < 1e-9
 
 
 def _random_model(cfg: ShuffleConfig, seed: int) -> ShuffleTransformer:
