@@ -483,3 +483,13 @@ def test_an_input_whose_grid_does_not_fit_the_window_is_a_one_line_error():
         cfg = get_cfg()
         cfg.merge_from_list(["MODEL.ARCH", "shuffle", "SHUFFLE.DEPTHS", [2, 2, 5, 2]])
         build_model(cfg)
+
+
+def test_a_checkpoint_of_another_family_is_a_one_line_error():
+    from mvit_video.models import CheckpointError
+
+    model = create_model("shuffle_t_in1k", **SMALL)
+    vit = create_model("vit_ti16_in1k", depth=1).state_dict()
+    with pytest.raises(CheckpointError, match="not a Shuffle Transformer checkpoint") as info:
+        load_pretrained(model, vit)
+    assert "\n" not in str(info.value)
