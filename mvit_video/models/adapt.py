@@ -129,7 +129,19 @@ def adapt_state_dict(
     return out, notes
 
 
+def inflate_bias_table(value: torch.Tensor, rows: int) -> torch.Tensor | None:
+    """A window's relative-position bias table ((2Wh-1)(2Ww-1), heads) of a 2-D model repeated over the 2Wt-1 time
+    offsets of a 3-D window (t-major rows, ``layers.window.relative_position_index``): every time offset gets the
+    2-D bias. None unless ``rows`` is an odd multiple of the table's rows."""
+    ratio, rest = divmod(rows, value.shape[0])
+    if rest or ratio % 2 == 0:
+        return None
+    return value.repeat(ratio, 1)
+
+
 def _adapt_one(key, value, target_shape, inflate):
+    if key.endswith("relative_position_bias_table") and value.ndim == 2 and value.shape[1] == target_shape[1]:
+        return inflate_bias_table(value, target_shape[0])
     if "rel_pos_" in key and value.ndim == 2 and value.shape[1] == target_shape[1]:
         return resize_rel_pos(value, target_shape[0])
     is_2d_kernel = value.ndim == 4 or (value.ndim == 5 and value.shape[2] == 1)

@@ -1,8 +1,9 @@
 """The one place that reads the root config for models: ``MODEL.ARCH`` picks the family, its section (and the
 shared root keys) become its typed config, the config becomes the model.
 
-Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default) and ``vit`` (the plain-ViT family,
-section ``VIT`` derived from ``ViTConfig``).
+Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default), ``vit`` (the plain-ViT family,
+section ``VIT`` derived from ``ViTConfig``) and ``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from
+``ShuffleConfig``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from ..config import ConfigError
 from ..config.sections import dataclass_kwargs, register_section
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .families import Family, get_family, register_family
+from .formats.shuffle import convert_to_shuffle
 from .formats.vit import convert_to_vit
 from .mvit import MViT, MViTConfig
+from .shuffle import ShuffleConfig, ShuffleTransformer
 from .vit import ViTConfig, VisionTransformer
 
 _MODEL_NAME = "MViT"  # PySlowFast's registry name of MViT v1/v2, video and image
@@ -133,6 +136,13 @@ register_family(Family("mvit", MViT, MViTConfig, "MVIT", mvit_config_from_cfg, c
                        ("head.projection.weight", "head.projection.bias")))  # fmt: skip
 derived_family("vit", VisionTransformer, ViTConfig, "VIT", _vit_state,
                ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"))  # fmt: skip
+
+
+def _shuffle_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_shuffle(unwrap_checkpoint(obj)[0], source)
+
+
+derived_family("shuffle", ShuffleTransformer, ShuffleConfig, "SHUFFLE", _shuffle_state, ("head.weight", "head.bias"))
 
 
 def model_config_from_cfg(cfg):
