@@ -1,0 +1,116 @@
+"""The windowed families' configs (Shuffle Transformer; Swin and Video Swin): each builds its registered variant plus
+its recipe's regularisation, follows the published evaluation protocol, reports the README's counts, and the video
+configs start from inflated image weights through TRAIN.CHECKPOINT_FILE_PATH."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mvit_video.config import load_config
+from mvit_video.engine.init_checkpoint import init_from_checkpoint
+from mvit_video.models import build_model, create_model, model_config, model_config_from_cfg
+from mvit_video.models.info import describe
+from tests.conftest import ROOT
+
+IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+
+# config -> (registered variant, fields its recipe sets on top of the variant)
+VARIANT_CONFIGS = {
+    "IN1K/SHUFFLE_T.yaml": ("shuffle_t_in1k", {"drop_path_rate": 0.1}),
+    "K400/SHUFFLE3D_T_32x2.yaml": ("shuffle3d_t_32x2", {"head_dropout": 0.5}),
+}
+# ImageNet evaluation: (crop ratio, mean, std), bicubic
+IMAGE_PROTOCOLS = {
+    "IN1K/SHUFFLE_T.yaml": (0.875, *IMAGENET),  # the official code's (Swin's) TEST.CROP: resize 256, crop 224
+}
+# Video Swin's K400 recipe: (frames, rate, clips, crops, base lr, backbone lr mult, weight decay, epochs, warm-up,
+# gradient accumulation)
+VIDEO_SWIN_K400 = (32, 2, 4, 3, 1e-3, 0.1, 0.02, 30, 2.5, 8)
+VIDEO_RECIPES = {"K400/SHUFFLE3D_T_32x2.yaml": VIDEO_SWIN_K400}
+# video config -> (image variant it starts from, reduced depths for the test)
+INFLATED = {"K400/SHUFFLE3D_T_32x2.yaml": ("shuffle_t_in1k", (2, 2, 2, 2))}
+# config -> (parameters, GFLOPs: fvcore, batch 1, one image or view), measured with tools/model_info.py
+COUNTS = {
+    "IN1K/SHUFFLE_T.yaml": (28_532_482, 4.68),
+    "K400/SHUFFLE3D_T_32x2.yaml": (28_831_222, 93.0),
+}
+IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
+TOY_CONFIGS: tuple[str, ...] = ()
+
+
+def _cfg(path: str, *opts: str):
+    return load_config(ROOT / "configs" / path, list(opts))
+
+
+@pytest.mark.parametrize("path,name,recipe", [(k, *v) for k, v in VARIANT_CONFIGS.items()])
+def test_config_builds_registered_variant(path, name, recipe):
+    assert model_config_from_cfg(_cfg(path)) == model_config(name).replace(**recipe)
+
+
+@pytest.mark.parametrize("path,protocol", IMAGE_PROTOCOLS.items())
+def test_image_configs_follow_the_reference_evaluation(path, protocol):
+    cfg = _cfg(path)
+    ratio, mean, std = protocol
+    assert (cfg.TRAIN.DATASET, cfg.TEST.DATASET, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE) == (
+        "imagenet", "imagenet", 1, 224)  # fmt: skip
+    assert cfg.DATA.IN_VAL_CROP_RATIO == ratio and cfg.AUG.INTERPOLATION == "bicubic"
+    assert cfg.DATA.MEAN == pytest.approx(mean) and cfg.DATA.STD == pytest.approx(std)
+
+
+@pytest.mark.parametrize("path,recipe", VIDEO_RECIPES.items())
+def test_video_configs_follow_the_video_swin_recipe(path, recipe):
+    cfg = _cfg(path)
+    frames, rate, clips, crops, lr, mult, wd, epochs, warmup, accum = recipe
+    assert (cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE) == (frames, rate)
+    assert (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS, cfg.DATA.TEST_CROP_SIZE) == (clips, crops, 224)
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.BACKBONE_LR_MULT, cfg.SOLVER.WEIGHT_DECAY) == (lr, mult, wd)
+    assert (cfg.SOLVER.MAX_EPOCH, cfg.SOLVER.WARMUP_EPOCHS, cfg.TRAIN.GRAD_ACCUM_STEPS) == (epochs, warmup, accum)
+    assert cfg.DATA.MEAN == pytest.approx(IMAGENET[0]) and cfg.DATA.STD == pytest.approx(IMAGENET[1])
+
+
+@pytest.mark.parametrize("path,name,depths", [(k, *v) for k, v in INFLATED.items()])
+def test_video_config_starts_from_inflated_image_weights(tmp_path, path, name, depths):
+    """Every tensor of the image checkpoint loads; kernels with a new time axis are spread evenly over it, the bias
+    tables repeated over the time offsets; the 1000-class head is replaced."""
+    torch.manual_seed(0)
+    image = create_model(name, depths=depths)
+    checkpoint = tmp_path / "image.pth"
+    torch.save(image.state_dict(), checkpoint)
+    cfg = _cfg(path, "SHUFFLE.DEPTHS", str(list(depths)), "TRAIN.CHECKPOINT_FILE_PATH", str(checkpoint))
+    video = build_model(cfg)
+    assert init_from_checkpoint(cfg, video, None, None) == 0
+    ours, theirs = video.state_dict(), image.state_dict()
+    assert ours["head.weight"].shape == (400, theirs["head.weight"].shape[1])
+    inflated = 0
+    for key, value in theirs.items():
+        if key.startswith("head.") or key.endswith("relative_position_index"):
+            continue
+        new = ours[key]
+        if key.endswith("relative_position_bias_table"):  # (2Wt-1) copies of the 2-D table, t-major
+            copies = new.shape[0] // value.shape[0]
+            torch.testing.assert_close(new, value.repeat(copies, 1), rtol=0, atol=0, msg=key)
+            inflated += 1
+        elif new.shape != value.shape:  # a time axis of size kt: the image kernel / kt on every tap
+            taps = new.shape[2]
+            torch.testing.assert_close(new, value.expand_as(new) / taps, rtol=0, atol=1e-7, msg=key)
+            inflated += 1
+        else:
+            torch.testing.assert_close(new, value, rtol=0, atol=0, msg=key)
+    assert inflated > 0
+
+
+@pytest.mark.parametrize("path", list(COUNTS))
+def test_configs_report_their_parameters(path):
+    assert describe(cfg_path=str(ROOT / "configs" / path), flops=False)["params"] == COUNTS[path][0]
+
+
+@pytest.mark.parametrize("path", IMAGE_COUNTS)
+def test_image_config_gflops(path):
+    assert describe(cfg_path=str(ROOT / "configs" / path))["gflops"] == pytest.approx(COUNTS[path][1], abs=0.005)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [k for k in COUNTS if k not in IMAGE_COUNTS])
+def test_video_config_gflops(path):
+    assert describe(cfg_path=str(ROOT / "configs" / path))["gflops"] == pytest.approx(COUNTS[path][1], abs=0.05)
