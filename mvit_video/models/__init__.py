@@ -1,10 +1,12 @@
-"""Model families (MViT v1/v2, the plain-ViT family), named variants, the config adapter and checkpoint loading."""
+"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin), named variants, the config adapter and
+checkpoint loading."""
 
 from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
 from .families import FAMILIES, Family, family_of, get_family
 from .mvit import MViT, MViTConfig, block_specs
 from .pretrained import CheckpointError, LoadReport, load_pretrained, read_checkpoint
 from .registry import create_model, list_models, model_config, register_model
+from .swin import SwinConfig, SwinTransformer
 from .vit import ViTConfig, VisionTransformer
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "LoadReport",
     "MViT",
     "MViTConfig",
+    "SwinConfig",
+    "SwinTransformer",
     "ViTConfig",
     "VisionTransformer",
     "block_specs",
