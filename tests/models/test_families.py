@@ -55,7 +55,7 @@ def test_a_vit_yaml_builds_the_configured_model(tmp_path):
         (["VIT.NUM_HEADS", "5"], "VIT: ViTConfig.embed_dim=768 is not divisible by num_heads=5"),
         (["VIT.POS_EMBED", "rope"], "VIT: ViTConfig.pos_embed='rope' is not one of"),
         (["VIT.PEG_KERNEL", "big"], "VIT.PEG_KERNEL='big' has the wrong type (str); expected a list"),
-        (["MODEL.ARCH", "swin"], "MODEL.ARCH='swin' is not a model family; use one of ['mvit', 'vit']"),
+        (["MODEL.ARCH", "resnet"], "MODEL.ARCH='resnet' is not a model family; use one of ['mvit', 'swin', 'vit']"),
     ],
 )
 def test_family_mistakes_are_one_line_at_load(tmp_path, opts, message):
@@ -73,10 +73,12 @@ def test_a_vit_setting_in_an_mvit_config_is_refused():
 def test_every_family_offers_what_the_engine_and_tools_use():
     """forward -> logits, forward_features, no-weight-decay names, layer ids for layer decay (each parameter in
     [0, depth + 1]), a stage table, position tables; create_model / list_models cover every family."""
-    assert set(FAMILIES) == {"mvit", "vit"}
+    assert set(FAMILIES) == {"mvit", "vit", "swin"}
     assert set(list_models("vit*")) == {"vit_ti16_in1k", "vit_b16_in1k"}
-    for name in ("mvitv2_t_in1k", "vit_ti16_in1k", "cait_xxs24_in1k", "timesformer_b_8x32"):
+    small_swin = {"embed_dim": 32, "depths": (1, 1), "num_heads": (1, 2), "input_size": (2, 32, 32)}
+    for name in ("mvitv2_t_in1k", "vit_ti16_in1k", "cait_xxs24_in1k", "timesformer_b_8x32", "swin3d_t_32x2"):
         sizes = {} if name.startswith("mvit") else {"depth": 2, "input_size": (2, 32, 32)}
+        sizes = small_swin if name.startswith("swin") else sizes
         model = create_model(name, num_classes=3, **sizes)
         x = torch.zeros(1, 3, 2, 32, 32) if not name.startswith("mvit") else torch.zeros(1, 3, 32, 32)
         assert model(x).shape == (1, 3) and model.forward_features(x).shape[-1] == model.num_features
