@@ -72,13 +72,14 @@ def test_reduced_swin_equals_timm():
 
 
 def test_reduced_swin_equals_timm_with_padding_in_every_stage():
-    """Window 6 at 224: grids 56, 28, 14, 7 all padded (to 60, 30, 18, 12), every odd block shifted; timm rolls the
-    unpadded grid and pads after it (``shift_before_pad``); the other order differs."""
-    theirs = _timm(window_size=6, **SMALL).double().eval()
-    x = _input(1, 3, 224, 224)
-    ours = _load(create_model("swin_t_in1k", window_size=(1, 6, 6), shift_before_pad=True, **SMALL), theirs, "swin")
+    """Window 6 at 112 px, three stages: grids 28, 14, 7 all padded (to 30, 18, 12), every odd block shifted; timm
+    rolls the unpadded grid and pads after it (``shift_before_pad``); the other order differs."""
+    small = {"embed_dim": 32, "num_heads": (1, 2, 4), "depths": (2, 1, 2)}
+    theirs = _timm(img_size=112, window_size=6, **small).double().eval()
+    x = _input(1, 3, 112, 112)
+    ours = _load(create_model("swin_t_in1k", window_size=(1, 6, 6), shift_before_pad=True, **small), theirs, "swin")
     assert _same_logits(ours, theirs, x) < 1e-10
-    other = _load(create_model("swin_t_in1k", window_size=(1, 6, 6), **SMALL), theirs, "swin")
+    other = _load(create_model("swin_t_in1k", window_size=(1, 6, 6), **small), theirs, "swin")
     assert _same_logits(other, theirs, x) > 1e-4
 
 
@@ -179,7 +180,7 @@ def test_image_input_is_a_one_frame_clip():
 
 
 def _inflated(inflate: str) -> tuple[nn.Module, nn.Module, list[str]]:
-    image = _timm(**SMALL).double().eval()
+    image = randomize_(create_model("swin_t_in1k", **SMALL), seed=7).double().eval()  # == timm's, tested above
     video = create_model("swin3d_t_32x2", num_classes=1000, **SMALL)
     report = load_pretrained(video, image.state_dict(), inflate=inflate)
     assert report.missing == [] and report.unexpected == []
@@ -187,28 +188,29 @@ def _inflated(inflate: str) -> tuple[nn.Module, nn.Module, list[str]]:
 
 
 def test_centre_inflation_keeps_one_frame_clips_and_static_clips_equal_to_the_image_model():
-    """timm Swin-T weights in Video Swin (patch 2x4x4, window 8x7x7): the kernel on the first tap and the 2-D bias
-    table repeated over the 15 time offsets. A one-frame clip (zero-padded to the tubelet, the window shrunk to one
-    frame) gives the image model's logits, and so does a static 4-frame clip (every token repeats over time)."""
+    """Swin-T weights in Video Swin (patch 2x4x4, window 8x7x7): the kernel on the first tap and the 2-D bias table
+    repeated over the 15 time offsets. A one-frame clip (zero-padded to the tubelet, the window shrunk to one frame)
+    gives the image model's logits (64 px: padded and shrunk windows too), and so does a static 4-frame clip (every
+    token repeats over time) where no window shrinks in space (224). Where one does (64 px: 4 and 2 tokens), Video
+    Swin's bias of a shrunk window (the first N x N entries of the full window's index) is not the image model's."""
     image, video, adapted = _inflated("centre")
     assert "patch_embed.proj.weight: [32, 3, 1, 4, 4] -> [32, 3, 2, 4, 4]" in adapted
     assert "layers.0.blocks.0.attn.relative_position_bias_table: [169, 1] -> [2535, 1]" in adapted
-    x = _input(2, 3, 224, 224)
+    small, large = _input(2, 3, 64, 64), _input(1, 3, 224, 224)
     with torch.no_grad():
-        expected = image(x)
-        assert rel_l2(video(x.unsqueeze(2)), expected) < 1e-12
-        assert rel_l2(video(x.unsqueeze(2).expand(-1, -1, 4, -1, -1)), expected) < 1e-12
+        assert rel_l2(video(small.unsqueeze(2)), image(small)) < 1e-12
+        assert rel_l2(video(large.unsqueeze(2).expand(-1, -1, 4, -1, -1)), image(large)) < 1e-12
+        assert rel_l2(video(small.unsqueeze(2).expand(-1, -1, 4, -1, -1)), image(small)) > 1e-4
 
 
 def test_average_inflation_keeps_static_clips_but_not_one_frame_clips():
     """Spread over the two taps (w / 2 each), a static clip sees the whole kernel; a one-frame clip, zero-padded,
     sees half of it and differs (the reference's padding, not a bug)."""
     image, video, _ = _inflated("average")
-    x = _input(2, 3, 224, 224)
+    small, large = _input(2, 3, 64, 64), _input(1, 3, 224, 224)
     with torch.no_grad():
-        expected = image(x)
-        assert rel_l2(video(x.unsqueeze(2).expand(-1, -1, 4, -1, -1)), expected) < 1e-12
-        assert rel_l2(video(x.unsqueeze(2)), expected) > 1e-3
+        assert rel_l2(video(large.unsqueeze(2).expand(-1, -1, 4, -1, -1)), image(large)) < 1e-12
+        assert rel_l2(video(small.unsqueeze(2)), image(small)) > 1e-3
 
 
 def test_bias_table_interpolation_equals_timm_and_unknown_windows_are_refused():
