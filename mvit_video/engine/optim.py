@@ -68,7 +68,15 @@ def _is_listed(name: str, names: Collection[str]) -> bool:
     return any(".".join(parts[i:]) in names for i in range(len(parts)))
 
 
+def _num_layers(model: nn.Module, cfg: CfgNode) -> int:
+    """Blocks of the model for layer decay (``MVIT.DEPTH`` when it does not say)."""
+    has_count = hasattr(model, "blocks") or isinstance(getattr(model, "num_layers", None), int)
+    return _infer_num_layers(model) if has_count else cfg.MVIT.DEPTH
+
+
 def _infer_num_layers(model: nn.Module) -> int:
+    if isinstance(getattr(model, "num_layers", None), int):  # families whose blocks sit in stages (Swin)
+        return model.num_layers
     blocks = getattr(model, "blocks", None)
     if blocks is None:
         raise ValueError(f"layer decay needs num_layers: {type(model).__name__} has no .blocks to count")
@@ -235,7 +243,7 @@ def build_optimizer(model: nn.Module, cfg: CfgNode) -> torch.optim.Optimizer:
         no_decay_names=skip,
         layer_decay=solver.get("LAYER_DECAY", 1.0),
         base_lr=solver.BASE_LR,
-        num_layers=len(inner.blocks) if hasattr(inner, "blocks") else cfg.MVIT.DEPTH,
+        num_layers=_num_layers(inner, cfg),
         backbone_lr_mult=solver.BACKBONE_LR_MULT,
         head_names=_classifier_names(inner),
     )

@@ -1,4 +1,5 @@
-"""Model families (MViT v1/v2, the plain-ViT family, Shuffle Transformer), named variants, the config adapter and checkpoint loading."""
+"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer), named variants,
+the config adapter and checkpoint loading."""
 
 from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
 from .families import FAMILIES, Family, family_of, get_family
@@ -6,6 +7,7 @@ from .mvit import MViT, MViTConfig, block_specs
 from .pretrained import CheckpointError, LoadReport, load_pretrained, read_checkpoint
 from .registry import create_model, list_models, model_config, register_model
 from .shuffle import ShuffleConfig, ShuffleTransformer
+from .swin import SwinConfig, SwinTransformer
 from .vit import ViTConfig, VisionTransformer
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "MViTConfig",
     "ShuffleConfig",
     "ShuffleTransformer",
+    "SwinConfig",
+    "SwinTransformer",
     "ViTConfig",
     "VisionTransformer",
     "block_specs",

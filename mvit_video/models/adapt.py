@@ -80,6 +80,49 @@ def resize_position_table(value: torch.Tensor, prefix: int, grid: tuple, source_
     return torch.cat((head, resize_grid_embedding(table, old, tuple(grid))), dim=1)
 
 
+def bias_table_offsets(rows: int, target: tuple, key: str = "relative_position_bias_table") -> tuple:
+    """The (2Wt-1, 2Wh-1, 2Ww-1) offset grid of a checkpoint's relative-position bias table of ``rows`` rows, for a
+    model whose table spans ``target``: the model's own, a square 2-D window's (1, s, s), or the model's spatial
+    window with another time window.
+
+    Raises:
+        ValueError: ``rows`` fits none of these (one line).
+    """
+    t, h, w = target
+    if rows == t * h * w:
+        return tuple(target)
+    side = math.isqrt(rows)
+    if side * side == rows and side % 2:
+        return (1, side, side)
+    if rows % (h * w) == 0 and (rows // (h * w)) % 2:
+        return (rows // (h * w), h, w)
+    raise ValueError(f"{key}: cannot tell the window of a {rows}-row relative-position bias table for a model whose "
+                     f"table spans {t}x{h}x{w} offsets; use a checkpoint of the model's window")  # fmt: skip
+
+
+def resize_bias_table(value: torch.Tensor, target: tuple, key: str = "relative_position_bias_table") -> torch.Tensor:
+    """A relative-position bias table (rows, heads) of Swin / Video Swin resized onto the offset grid ``target``
+    = (2Wt-1, 2Wh-1, 2Ww-1) of the model's window.
+
+    Spatial offsets are interpolated bicubically (timm's ``resize_rel_pos_bias_table_simple``, align_corners False)
+    per time offset; a 2-D table (one time offset) is repeated over the model's 2Wt-1 time offsets (Video Swin's
+    inflation of image weights), other time lengths are interpolated linearly.
+    """
+    st, sh, sw = bias_table_offsets(value.shape[0], target, key)
+    t, h, w = target
+    heads = value.shape[1]
+    table = value.t().reshape(heads, st, sh, sw).transpose(0, 1)  # (st, heads, sh, sw)
+    if (sh, sw) != (h, w):
+        table = torch.nn.functional.interpolate(table, size=(h, w), mode="bicubic", align_corners=False)
+    if st == 1:
+        table = table.expand(t, -1, -1, -1)
+    elif st != t:  # (st, heads, h, w) -> (heads * h * w, 1, st) -> interpolate over time -> back
+        flat = table.permute(1, 2, 3, 0).reshape(-1, 1, st)
+        flat = torch.nn.functional.interpolate(flat, size=t, mode="linear", align_corners=False)
+        table = flat.reshape(heads, h, w, t).permute(3, 0, 1, 2)
+    return table.transpose(0, 1).reshape(heads, -1).t().contiguous()
+
+
 def _source_grid(grid: tuple, source_dims: tuple | None) -> tuple | None:
     """The checkpoint's grid of a table laid out like ``grid`` (joint, spatial or temporal) on ``source_dims``."""
     if source_dims is None:
@@ -121,6 +164,8 @@ def adapt_state_dict(
         if key in tables and value.ndim == 3 and value.shape[2] == target.shape[2]:
             prefix, grid = tables[key]
             new = resize_position_table(value, prefix, grid, _source_grid(grid, source_dims), key)
+        elif key in tables and value.ndim == 2 and value.shape[1] == target.shape[1]:
+            new = resize_bias_table(value, tables[key][1], key)
         else:
             new = _adapt_one(key, value, target.shape, inflate)
         if new is not None and new.shape == target.shape:

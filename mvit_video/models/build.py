@@ -2,8 +2,8 @@
 shared root keys) become its typed config, the config becomes the model.
 
 Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default), ``vit`` (the plain-ViT family,
-section ``VIT`` derived from ``ViTConfig``) and ``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from
-``ShuffleConfig``).
+section ``VIT`` derived from ``ViTConfig``), ``swin`` (Swin and Video Swin, section ``SWIN`` from ``SwinConfig``)
+and ``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from ..config.sections import dataclass_kwargs, register_section
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .families import Family, get_family, register_family
 from .formats.shuffle import convert_to_shuffle
+from .formats.swin import convert_to_swin
 from .formats.vit import convert_to_vit
 from .mvit import MViT, MViTConfig
 from .shuffle import ShuffleConfig, ShuffleTransformer
+from .swin import SwinConfig, SwinTransformer
 from .vit import ViTConfig, VisionTransformer
 
 _MODEL_NAME = "MViT"  # PySlowFast's registry name of MViT v1/v2, video and image
@@ -132,10 +134,15 @@ def _vit_state(obj, source: str | None) -> tuple[dict, str]:
     return convert_to_vit(unwrap_checkpoint(obj)[0], source)
 
 
+def _swin_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_swin(unwrap_checkpoint(obj)[0], source)
+
+
 register_family(Family("mvit", MViT, MViTConfig, "MVIT", mvit_config_from_cfg, convert_to_slowfast,
                        ("head.projection.weight", "head.projection.bias")))  # fmt: skip
 derived_family("vit", VisionTransformer, ViTConfig, "VIT", _vit_state,
                ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"))  # fmt: skip
+derived_family("swin", SwinTransformer, SwinConfig, "SWIN", _swin_state, ("head.fc.weight", "head.fc.bias"))
 
 
 def _shuffle_state(obj, source: str | None) -> tuple[dict, str]:

@@ -231,7 +231,9 @@ def load_pretrained(
     """Loads weights of any supported format into ``model`` (an ``MViT``), adapting what can be adapted.
 
     Supported: PySlowFast ``.pyth`` (video and image, v1/v2), torchvision ``mvit_v1_b`` / ``mvit_v2_s``,
-    pytorchvideo MViT, timm and the official image MViTv2, and this toolkit's own checkpoints. Relative-position
+    pytorchvideo MViT, timm and the official image MViTv2, and this toolkit's own checkpoints; for the other families
+    their ``formats/`` modules (ViT: timm, HF; Swin: timm, Microsoft, torchvision ``swin_*`` / ``swin3d_*``, whose
+    bias tables are resized to the model's window and repeated over time offsets). Relative-position
     tables and absolute position embeddings are interpolated to the model's input size; 2-D image kernels are
     inflated to 3-D for video models (``inflate="centre"`` keeps outputs identical on static clips, and then
     temporal tables the checkpoint lacks start at zero).

@@ -66,9 +66,8 @@ def count_flops(model: nn.Module, input_size: Optional[THW] = None) -> float:
 
 def stage_table(model: nn.Module, input_size: Optional[THW] = None) -> list[StageInfo]:
     """Stages of the model with their block range, width, heads and the token grid their blocks work on."""
-    specs = getattr(model, "stage_specs", None)  # a hierarchical family's own table
-    if specs is not None:
-        return [StageInfo(*spec) for spec in specs(input_size)]
+    if hasattr(model, "stage_specs"):  # hierarchical families report their own stages
+        return [StageInfo(*spec) for spec in model.stage_specs(input_size)]
     if not isinstance(model, MViT):  # one stage: every block on the same grid and width
         grid = model.token_grids(input_size)[-1]
         return [StageInfo((0, model.cfg.depth - 1), model.cfg.embed_dim, model.cfg.num_heads, grid)]

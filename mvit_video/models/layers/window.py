@@ -1,5 +1,6 @@
 """Window geometry shared by the windowed families (Swin, Video Swin, Shuffle Transformer): the index of a window's
-relative-position bias table, and the window and shift a token grid actually gets."""
+relative-position bias table, the window and shift a token grid actually gets, and the cutting of a channels-last
+grid into windows (padding, partition, reverse, the shifted-window mask)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,46 @@ def fit_window(grid: THW, window: THW, shift: THW) -> tuple[THW, THW]:
     fitted = tuple(g if g <= w else w for g, w in zip(grid, window, strict=True))
     shifted = tuple(0 if g <= w else s for g, w, s in zip(grid, window, shift, strict=True))
     return fitted, shifted  # type: ignore[return-value]
+
+
+def pad_to_windows(x: torch.Tensor, window: THW) -> torch.Tensor:
+    """Channels-last tokens (B, T, H, W, C) zero-padded at the end of each axis to a multiple of ``window``."""
+    pads = [(w - g % w) % w for g, w in zip(x.shape[1:4], window, strict=True)]
+    if not any(pads):
+        return x
+    return torch.nn.functional.pad(x, (0, 0, 0, pads[2], 0, pads[1], 0, pads[0]))
+
+
+def window_partition(x: torch.Tensor, window: THW) -> torch.Tensor:
+    """(B, T, H, W, C) tokens, each axis a multiple of its window -> (B * nW, Wt * Wh * Ww, C) windows, windows in
+    raster order (t, h, w) and tokens in raster order inside each."""
+    B, T, H, W, C = x.shape
+    wt, wh, ww = window
+    x = x.view(B, T // wt, wt, H // wh, wh, W // ww, ww, C)
+    return x.permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, wt * wh * ww, C)
+
+
+def window_reverse(windows: torch.Tensor, window: THW, grid: THW) -> torch.Tensor:
+    """The inverse of ``window_partition``: (B * nW, Wt * Wh * Ww, C) -> (B, T, H, W, C) for ``grid`` (T, H, W)."""
+    (wt, wh, ww), (T, H, W) = window, grid
+    C = windows.shape[-1]
+    x = windows.view(-1, T // wt, H // wh, W // ww, wt, wh, ww, C)
+    return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(-1, T, H, W, C)
+
+
+def shift_window_mask(grid: THW, window: THW, shift: THW, device=None, dtype=None) -> torch.Tensor:
+    """(nW, N, N) additive mask of shifted-window attention on a padded ``grid``: 0 between tokens of the same
+    region of the cyclically shifted grid, -100 across regions (the value of Swin and Video Swin; exp(-100) is 0 in
+    float32 and 4e-44 in float64, so masked pairs vanish without -inf). Regions along each axis are
+    ``[0, -window)``, ``[-window, -shift)``, ``[-shift, end)``, as timm and torchvision slice them."""
+    labels = torch.zeros(grid, device=device, dtype=dtype)
+    count = 0
+    slices = [((0, -w), (-w, -s), (-s, None)) for w, s in zip(window, shift, strict=True)]
+    for t0, t1 in slices[0]:
+        for h0, h1 in slices[1]:
+            for w0, w1 in slices[2]:
+                labels[t0:t1, h0:h1, w0:w1] = count
+                count += 1
+    regions = window_partition(labels[None, ..., None], window).squeeze(-1)  # (nW, N)
+    diff = regions[:, None, :] - regions[:, :, None]
+    return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
