@@ -19,21 +19,44 @@ IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 VARIANT_CONFIGS = {
     "IN1K/SHUFFLE_T.yaml": ("shuffle_t_in1k", {"drop_path_rate": 0.1}),
     "K400/SHUFFLE3D_T_32x2.yaml": ("shuffle3d_t_32x2", {"head_dropout": 0.5}),
+    "IN1K/SWIN_T.yaml": ("swin_t_in1k", {"drop_path_rate": 0.2}),
+    "IN1K/SWIN_S.yaml": ("swin_s_in1k", {"drop_path_rate": 0.3}),
+    "IN1K/SWIN_B.yaml": ("swin_b_in1k", {"drop_path_rate": 0.5}),
+    "K400/SWIN3D_T_32x2.yaml": ("swin3d_t_32x2", {"drop_path_rate": 0.1, "head_dropout": 0.5}),
+    "K400/SWIN3D_S_32x2.yaml": ("swin3d_s_32x2", {"drop_path_rate": 0.1, "head_dropout": 0.5}),
+    "K400/SWIN3D_B_32x2.yaml": ("swin3d_b_32x2", {"drop_path_rate": 0.3, "head_dropout": 0.5}),
+    # Video Swin's SSv2 model: windows of 16 x 7 x 7, 174 classes
+    "SSv2/SWIN3D_B_32x2.yaml": ("swin3d_b_32x2", {"drop_path_rate": 0.4, "head_dropout": 0.5, "num_classes": 174,
+                                                  "window_size": (16, 7, 7)}),  # fmt: skip
 }
 # ImageNet evaluation: (crop ratio, mean, std), bicubic
 IMAGE_PROTOCOLS = {
     "IN1K/SHUFFLE_T.yaml": (0.875, *IMAGENET),  # the official code's (Swin's) TEST.CROP: resize 256, crop 224
+    "IN1K/SWIN_T.yaml": (0.875, *IMAGENET),  # Microsoft's config.py TEST.CROP
+    "IN1K/SWIN_S.yaml": (0.875, *IMAGENET),
+    "IN1K/SWIN_B.yaml": (0.875, *IMAGENET),
 }
 # Video Swin's K400 recipe: (frames, rate, clips, crops, base lr, backbone lr mult, weight decay, epochs, warm-up,
 # gradient accumulation)
 VIDEO_SWIN_K400 = (32, 2, 4, 3, 1e-3, 0.1, 0.02, 30, 2.5, 8)
-VIDEO_RECIPES = {"K400/SHUFFLE3D_T_32x2.yaml": VIDEO_SWIN_K400}
+VIDEO_RECIPES = {"K400/SHUFFLE3D_T_32x2.yaml": VIDEO_SWIN_K400, "K400/SWIN3D_T_32x2.yaml": VIDEO_SWIN_K400,
+                 "K400/SWIN3D_S_32x2.yaml": VIDEO_SWIN_K400, "K400/SWIN3D_B_32x2.yaml": VIDEO_SWIN_K400,
+                 "SSv2/SWIN3D_B_32x2.yaml": (32, 2, 1, 3, 3e-4, 0.1, 0.05, 60, 2.5, 8)}  # fmt: skip
 # video config -> (image variant it starts from, reduced depths for the test)
-INFLATED = {"K400/SHUFFLE3D_T_32x2.yaml": ("shuffle_t_in1k", (2, 2, 2, 2))}
+INFLATED = {"K400/SHUFFLE3D_T_32x2.yaml": ("shuffle_t_in1k", (2, 2, 2, 2)),
+            "K400/SWIN3D_T_32x2.yaml": ("swin_t_in1k", (1, 1, 1, 1)),
+            "K400/SWIN3D_B_32x2.yaml": ("swin_b_in1k", (1, 1, 1, 1))}
 # config -> (parameters, GFLOPs: fvcore, batch 1, one image or view), measured with tools/model_info.py
 COUNTS = {
     "IN1K/SHUFFLE_T.yaml": (28_532_482, 4.68),
     "K400/SHUFFLE3D_T_32x2.yaml": (28_831_222, 93.0),
+    "IN1K/SWIN_T.yaml": (28_288_354, 4.51),
+    "IN1K/SWIN_S.yaml": (49_606_258, 8.77),
+    "IN1K/SWIN_B.yaml": (87_768_224, 15.47),
+    "K400/SWIN3D_T_32x2.yaml": (28_158_070, 88.06),
+    "K400/SWIN3D_S_32x2.yaml": (49_816_678, 166.13),
+    "K400/SWIN3D_B_32x2.yaml": (88_048_984, 281.92),
+    "SSv2/SWIN3D_B_32x2.yaml": (88_834_038, 320.95),
 }
 IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
 TOY_CONFIGS: tuple[str, ...] = ()
@@ -77,14 +100,16 @@ def test_video_config_starts_from_inflated_image_weights(tmp_path, path, name, d
     image = create_model(name, depths=depths)
     checkpoint = tmp_path / "image.pth"
     torch.save(image.state_dict(), checkpoint)
-    cfg = _cfg(path, "SHUFFLE.DEPTHS", str(list(depths)), "TRAIN.CHECKPOINT_FILE_PATH", str(checkpoint))
+    section = "SHUFFLE" if name.startswith("shuffle") else "SWIN"
+    cfg = _cfg(path, f"{section}.DEPTHS", str(list(depths)), "TRAIN.CHECKPOINT_FILE_PATH", str(checkpoint))
     video = build_model(cfg)
     assert init_from_checkpoint(cfg, video, None, None) == 0
     ours, theirs = video.state_dict(), image.state_dict()
-    assert ours["head.weight"].shape == (400, theirs["head.weight"].shape[1])
+    head = next(k for k in ("head.weight", "head.fc.weight") if k in ours)  # Shuffle's, Swin's (timm's) classifier
+    assert ours[head].shape == (400, theirs[head].shape[1])
     inflated = 0
     for key, value in theirs.items():
-        if key.startswith("head.") or key.endswith("relative_position_index"):
+        if key.startswith("head.") or key.endswith(("relative_position_index", "attn_mask")):
             continue
         new = ours[key]
         if key.endswith("relative_position_bias_table"):  # (2Wt-1) copies of the 2-D table, t-major
