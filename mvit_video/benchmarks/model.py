@@ -20,6 +20,7 @@ import dataclasses
 import gc
 import json
 import multiprocessing as mp
+import queue as queue_module
 import os
 import platform
 import resource
@@ -233,7 +234,14 @@ def _isolated(fn, spec: BenchSpec):
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(fn, spec, queue))
     proc.start()
-    result = queue.get()
+    while True:  # a child that dies (out of memory, an import error) must not leave us waiting forever
+        try:
+            result = queue.get(timeout=5.0)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"the benchmark process of {spec.model} ({spec.impl}, {spec.mode}) exited with "
+                                   f"code {proc.exitcode} before reporting; its error is printed above") from None  # fmt: skip
     proc.join()
     return result
 

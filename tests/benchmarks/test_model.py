@@ -4,14 +4,15 @@ logits as ours); one full run under -m slow."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from mvit_video.benchmarks.model import (BenchmarkError, PeakRSS, build_pair, check_spec, example_batch, format_table,
-                                         run_benchmark)  # fmt: skip
+from mvit_video.benchmarks.model import (BenchmarkError, BenchSpec, PeakRSS, _isolated, build_pair, check_spec,
+                                         example_batch, format_table, run_benchmark)  # fmt: skip
 from mvit_video.benchmarks.references import CLIP, IMAGE, TWINS
 from tests.conftest import ROOT, rel_l2
 
@@ -36,6 +37,16 @@ def test_peak_rss_sees_a_temporary_allocation():
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
         del block
     assert busy.peak_mb >= idle.peak_mb + 60
+
+
+def _dies(spec):  # a measurement process that ends without reporting (as one killed for memory does)
+    os._exit(3)
+
+
+def test_a_measurement_process_that_dies_is_an_error_not_a_hang():
+    spec = BenchSpec("vit_ti16_in1k", "mvit_video", "inference", "cpu", "fp32", 1, 1, 0, False, "auto", False, 1)
+    with pytest.raises(RuntimeError, match="exited with code 3 before reporting"):
+        _isolated(_dies, spec)
 
 
 def test_table_shows_speedup_over_torchvision():
