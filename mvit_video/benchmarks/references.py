@@ -3,6 +3,7 @@
 - MViT: torchvision's ``mvit_v2_s`` / ``mvit_v1_b``.
 - Image ViT variants: timm's model of the same name (CPVT has none in timm: DeiT-Ti without position embedding plus
   timm's Twins ``PosConv`` after the first block, the reference ``tests/models/test_vit.py`` checks it against).
+- Swin: timm's ``swin_tiny_patch4_window7_224`` for 2-D Swin-T, torchvision's ``swin3d_t`` for Video Swin-T.
 - Video ViT variants: HF transformers ``*ForVideoClassification`` with the published checkpoint's config; they take
   (B, T, C, H, W) clips, so they get their own contiguous copy of the input in that layout.
 
@@ -129,6 +130,8 @@ TWINS: dict[str, Twin] = {
     "timesformer_b_8x32": Twin("transformers", "TimesformerForVideoClassification", HF_CLIP,
                                _hf("Timesformer", num_frames=8)),  # fmt: skip
     "vivit_b_32x2": Twin("transformers", "VivitForVideoClassification", HF_CLIP, _hf("Vivit", num_frames=32)),
+    "swin_t_in1k": Twin("timm", "swin_tiny_patch4_window7_224", IMAGE, _timm("swin_tiny_patch4_window7_224")),
+    "swin3d_t_32x2": Twin("torchvision", "swin3d_t", CLIP, _torchvision("swin3d_t")),
 }
 
 
@@ -141,4 +144,4 @@ def attention_kernel(reference: nn.Module, twin: Twin) -> str:
 
         explicit = "cait" in twin.name  # talking heads: an explicit map in timm too (class attention is fused)
         return "eager" if explicit else ("sdpa" if use_fused_attn() else "eager")
-    return "eager"  # torchvision's MViT: explicit logits plus the rel-pos bias
+    return "eager"  # torchvision's MViT and Video Swin: explicit logits plus the rel-pos bias (and shift mask)

@@ -79,7 +79,7 @@ def test_table_compares_with_the_named_reference():
 
 
 IMAGE_TWINS = [name for name, twin in TWINS.items() if twin.layout == IMAGE]
-VIDEO_TWINS = [name for name, twin in TWINS.items() if twin.library == "transformers"]
+VIDEO_TWINS = [name for name, twin in TWINS.items() if twin.library == "transformers" or name.startswith("swin3d")]
 
 
 def _same_input_logits(name: str, batch: int) -> float:
@@ -93,6 +93,7 @@ def _same_input_logits(name: str, batch: int) -> float:
 
 def test_every_vit_variant_has_a_reference():
     assert sorted(IMAGE_TWINS + VIDEO_TWINS) == sorted(n for n in TWINS if not n.startswith("mvit"))
+    assert {"swin_t_in1k", "swin3d_t_32x2"} <= set(TWINS)
     assert {TWINS[n].library for n in IMAGE_TWINS} == {"timm"}
 
 
