@@ -62,12 +62,12 @@ def _timm(name: str, seed: int = 1, **kw) -> nn.Module:
 
 @pytest.mark.parametrize("name", ["pvtv2_b0_in1k", "pvtv2_b2_li_in1k"])
 def test_reduced_pvtv2_equals_timm(name):
-    """100 px: grids 25, 13, 7, 4; the reductions 8, 4, 2 drop remainders (3, 3, 3 tokens a side), the linear
-    variant pools 25 and 13 down and 4 up to 7."""
+    """68 px: grids 17, 9, 5, 3; the reductions 8, 4, 2 drop a remainder of one token a side, the linear variant
+    pools 17 and 9 down to 7 and 5 and 3 up to it."""
     theirs = _timm(VARIANTS[name], **REDUCED)
     ours, _ = _load(create_model(name, **REDUCED), theirs, "pvt_v2")
     assert _params(ours) == _params(theirs)
-    x = _input(1, 3, 100, 100)
+    x = _input(1, 3, 68, 68)
     assert rel_l2(_logits(ours, x), _logits(theirs, x)) < 1e-10
 
 
