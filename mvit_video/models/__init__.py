@@ -1,10 +1,11 @@
-"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer), named variants,
+"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, PVTv2), named variants,
 the config adapter and checkpoint loading."""
 
 from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
 from .families import FAMILIES, Family, family_of, get_family
 from .mvit import MViT, MViTConfig, block_specs
 from .pretrained import CheckpointError, LoadReport, load_pretrained, read_checkpoint
+from .pvt import PVTConfig, PyramidVisionTransformer
 from .registry import create_model, list_models, model_config, register_model
 from .shuffle import ShuffleConfig, ShuffleTransformer
 from .swin import SwinConfig, SwinTransformer
@@ -17,6 +18,8 @@ __all__ = [
     "LoadReport",
     "MViT",
     "MViTConfig",
+    "PVTConfig",
+    "PyramidVisionTransformer",
     "ShuffleConfig",
     "ShuffleTransformer",
     "SwinConfig",

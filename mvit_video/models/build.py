@@ -2,8 +2,9 @@
 shared root keys) become its typed config, the config becomes the model.
 
 Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default), ``vit`` (the plain-ViT family,
-section ``VIT`` derived from ``ViTConfig``), ``swin`` (Swin and Video Swin, section ``SWIN`` from ``SwinConfig``)
-and ``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``).
+section ``VIT`` derived from ``ViTConfig``), ``swin`` (Swin and Video Swin, section ``SWIN`` from ``SwinConfig``),
+``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``) and ``pvt`` (PVTv2, section
+``PVT`` derived from ``PVTConfig``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from ..config import ConfigError
 from ..config.sections import dataclass_kwargs, register_section
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .families import Family, get_family, register_family
+from .formats.pvt import convert_to_pvt
 from .formats.shuffle import convert_to_shuffle
 from .formats.swin import convert_to_swin
 from .formats.vit import convert_to_vit
 from .mvit import MViT, MViTConfig
+from .pvt import PVTConfig, PyramidVisionTransformer
 from .shuffle import ShuffleConfig, ShuffleTransformer
 from .swin import SwinConfig, SwinTransformer
 from .vit import ViTConfig, VisionTransformer
@@ -150,6 +153,13 @@ def _shuffle_state(obj, source: str | None) -> tuple[dict, str]:
 
 
 derived_family("shuffle", ShuffleTransformer, ShuffleConfig, "SHUFFLE", _shuffle_state, ("head.weight", "head.bias"))
+
+
+def _pvt_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_pvt(unwrap_checkpoint(obj)[0], source)
+
+
+derived_family("pvt", PyramidVisionTransformer, PVTConfig, "PVT", _pvt_state, ("head.weight", "head.bias"))
 
 
 def model_config_from_cfg(cfg):
