@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
 
 
 def test_toy_swin_learns_motion(trained):
-    data, output, result = trained
+    _, output, result = trained
     stats = json_stats(result.stdout)
     assert next(s for s in stats if s["_type"] == "model_info")["input_size"] == [8, 32, 32]
     epochs = [s for s in stats if s["_type"] == "train_epoch"]
