@@ -59,7 +59,9 @@ COUNTS = {
     "SSv2/SWIN3D_B_32x2.yaml": (88_834_038, 320.95),
 }
 IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
-TOY_CONFIGS: tuple[str, ...] = ()
+# toy config -> (parameters, its clip (T, H, W)); trained in tests/engine/test_toy_swin_end_to_end.py
+TOY_COUNTS = {"Toy/SWIN3D_XS_8x2.yaml": (213_594, (8, 64, 64))}
+TOY_CONFIGS: tuple[str, ...] = tuple(TOY_COUNTS)
 
 
 def _cfg(path: str, *opts: str):
@@ -151,3 +153,25 @@ def test_readme_names_every_key_and_variant(section, prefixes):
     assert [k for k in (derived.key(f.name) for f in derived.fields()) if f"`{k}`" not in readme] == []
     variants = [n for n in list_models() if n.startswith(prefixes)]
     assert variants and [n for n in variants if f"| `{n}` |" not in readme] == []
+
+
+@pytest.mark.parametrize("path,counts", TOY_COUNTS.items())
+def test_toy_config_shifts_windows_on_every_axis(path, counts):
+    """At the toy config's own clips every odd (shifted) block of every stage really shifts in T, H and W (no window
+    shrinks to its grid), with no horizontal flip (it would swap the toy's left/right and spin classes)."""
+    params, clip = counts
+    cfg = _cfg(path)
+    assert (cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE) == (clip[0], clip[1], clip[2])
+    assert cfg.MODEL.ARCH == "swin" and not cfg.DATA.RANDOM_FLIP
+    model = build_model(cfg)
+    blocks = [block for stage in model.layers for block in stage.blocks]
+    shifted = 0
+    for grid, block in zip(model.token_grids(clip), blocks):
+        window, shift = block.attn.window_and_shift(grid)
+        assert window == tuple(cfg.SWIN.WINDOW_SIZE), (grid, window)
+        assert all(g % w == 0 for g, w in zip(grid, window)), (grid, window)  # no padded windows
+        if block.attn.shift != (0, 0, 0):
+            assert shift == tuple(w // 2 for w in window) and all(shift), (grid, shift)
+            shifted += 1
+    assert shifted == sum(d // 2 for d in cfg.SWIN.DEPTHS) > 0  # the odd blocks
+    assert describe(cfg_path=str(ROOT / "configs" / path), flops=False)["params"] == params
