@@ -1,8 +1,9 @@
-"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer), named variants,
+"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, LeViT), named variants,
 the config adapter and checkpoint loading."""
 
 from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
 from .families import FAMILIES, Family, family_of, get_family
+from .levit import LeViT, LeViTConfig
 from .mvit import MViT, MViTConfig, block_specs
 from .pretrained import CheckpointError, LoadReport, load_pretrained, read_checkpoint
 from .registry import create_model, list_models, model_config, register_model
@@ -14,6 +15,8 @@ __all__ = [
     "FAMILIES",
     "CheckpointError",
     "Family",
+    "LeViT",
+    "LeViTConfig",
     "LoadReport",
     "MViT",
     "MViTConfig",

@@ -3,7 +3,8 @@ shared root keys) become its typed config, the config becomes the model.
 
 Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default), ``vit`` (the plain-ViT family,
 section ``VIT`` derived from ``ViTConfig``), ``swin`` (Swin and Video Swin, section ``SWIN`` from ``SwinConfig``)
-and ``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``).
+``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``) and ``levit`` (LeViT, section
+``LEVIT`` from ``LeViTConfig``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from ..config import ConfigError
 from ..config.sections import dataclass_kwargs, register_section
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .families import Family, get_family, register_family
+from .formats.levit import convert_to_levit
 from .formats.shuffle import convert_to_shuffle
 from .formats.swin import convert_to_swin
 from .formats.vit import convert_to_vit
+from .levit import LeViT, LeViTConfig
 from .mvit import MViT, MViTConfig
 from .shuffle import ShuffleConfig, ShuffleTransformer
 from .swin import SwinConfig, SwinTransformer
@@ -150,6 +153,14 @@ def _shuffle_state(obj, source: str | None) -> tuple[dict, str]:
 
 
 derived_family("shuffle", ShuffleTransformer, ShuffleConfig, "SHUFFLE", _shuffle_state, ("head.weight", "head.bias"))
+
+
+def _levit_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_levit(unwrap_checkpoint(obj)[0], source)
+
+
+derived_family("levit", LeViT, LeViTConfig, "LEVIT", _levit_state,
+               ("head.linear.weight", "head.linear.bias", "head_dist.linear.weight", "head_dist.linear.bias"))  # fmt: skip
 
 
 def model_config_from_cfg(cfg):
