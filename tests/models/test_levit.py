@@ -68,13 +68,19 @@ TIMM_SMALL = {("depth" if k == "depths" else k): v for k, v in SMALL.items()}
 MODES = [("levit_128s", "levit"), ("levit_conv_128s", "levit_conv")]
 
 
-@pytest.mark.parametrize("name,fmt", MODES)
-def test_reduced_levit_equals_timm(name, fmt):
-    """224 px (grids 14, 7, 4), both of timm's modes; logits are the mean of both heads."""
-    theirs = _timm(name, **TIMM_SMALL)
-    ours = _load(create_model("levit_128s_in1k", **SMALL), theirs, fmt)
-    assert _params(ours) == _params(theirs)
-    assert _same_logits(ours, theirs, _input(1, 3, 224, 224)) < 1e-10
+@pytest.mark.parametrize(
+    "name,fmt,size,last_grid",
+    [
+        ("levit_128s", "levit", 224, (1, 4, 4)),  # grids 14, 7, 4
+        ("levit_conv_128s", "levit_conv", 160, (1, 3, 3)),  # 10, 5, 3: queries at (0, 2, 4) of 5 (ceil division)
+    ],
+)
+def test_reduced_levit_equals_timm(name, fmt, size, last_grid):
+    """Both of timm's modes (its conv mode: the same weights as 1 x 1 convs); logits are the mean of both heads."""
+    theirs = _timm(name, img_size=size, **TIMM_SMALL)
+    ours = _load(create_model("levit_128s_in1k", input_size=(1, size, size), **SMALL), theirs, fmt)
+    assert _params(ours) == _params(theirs) and ours.stage_specs()[2][3] == last_grid
+    assert _same_logits(ours, theirs, _input(1, 3, size, size)) < 1e-10
 
 
 @pytest.mark.slow
@@ -85,15 +91,6 @@ def test_levit_128s_equals_timm(name, fmt):
     ours = _load(create_model("levit_128s_in1k"), theirs, fmt)
     assert _params(ours) == _params(theirs) == 7_777_058
     assert _same_logits(ours, theirs, _input(2, 3, 224, 224)) < 1e-10
-
-
-def test_reduced_levit_on_odd_grids_equals_timm():
-    """160 px: grids 10, 5, 3 (the shrink attentions take queries at (0, 2, 4) of 5: ceil division)."""
-    theirs = _timm(img_size=160, **TIMM_SMALL)
-    ours = _load(create_model("levit_128s_in1k", input_size=(1, 160, 160), **SMALL), theirs, "levit")
-    assert _params(ours) == _params(theirs)
-    assert ours.stage_specs()[2][3] == (1, 3, 3)
-    assert _same_logits(ours, theirs, _input(2, 3, 160, 160)) < 1e-10
 
 
 def test_both_heads_are_averaged_and_returned_for_distillation():
