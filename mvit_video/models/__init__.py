@@ -1,7 +1,8 @@
-"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, LeViT), named variants,
+"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, LeViT, CoaT), named variants,
 the config adapter and checkpoint loading."""
 
 from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
+from .coat import CoaT, CoaTConfig
 from .families import FAMILIES, Family, family_of, get_family
 from .levit import LeViT, LeViTConfig
 from .mvit import MViT, MViTConfig, block_specs
@@ -14,6 +15,8 @@ from .vit import ViTConfig, VisionTransformer
 __all__ = [
     "FAMILIES",
     "CheckpointError",
+    "CoaT",
+    "CoaTConfig",
     "Family",
     "LeViT",
     "LeViTConfig",

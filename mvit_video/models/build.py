@@ -3,8 +3,8 @@ shared root keys) become its typed config, the config becomes the model.
 
 Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default), ``vit`` (the plain-ViT family,
 section ``VIT`` derived from ``ViTConfig``), ``swin`` (Swin and Video Swin, section ``SWIN`` from ``SwinConfig``)
-``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``) and ``levit`` (LeViT, section
-``LEVIT`` from ``LeViTConfig``).
+``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``), ``levit`` (LeViT, section
+``LEVIT`` from ``LeViTConfig``) and ``coat`` (CoaT / CoaT-Lite, section ``COAT`` from ``CoaTConfig``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from ..config import ConfigError
 from ..config.sections import dataclass_kwargs, register_section
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .families import Family, get_family, register_family
+from .coat import CoaT, CoaTConfig
+from .formats.coat import convert_to_coat
 from .formats.levit import convert_to_levit
 from .formats.shuffle import convert_to_shuffle
 from .formats.swin import convert_to_swin
@@ -161,6 +163,13 @@ def _levit_state(obj, source: str | None) -> tuple[dict, str]:
 
 derived_family("levit", LeViT, LeViTConfig, "LEVIT", _levit_state,
                ("head.linear.weight", "head.linear.bias", "head_dist.linear.weight", "head_dist.linear.bias"))  # fmt: skip
+
+
+def _coat_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_coat(unwrap_checkpoint(obj)[0], source)
+
+
+derived_family("coat", CoaT, CoaTConfig, "COAT", _coat_state, ("head.weight", "head.bias"))
 
 
 def model_config_from_cfg(cfg):
