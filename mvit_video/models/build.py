@@ -17,9 +17,9 @@ from torch import nn
 
 from ..config import ConfigError
 from ..config.sections import dataclass_kwargs, register_section
+from .coat import CoaT, CoaTConfig
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .families import Family, get_family, register_family
-from .coat import CoaT, CoaTConfig
 from .formats.coat import convert_to_coat
 from .formats.levit import convert_to_levit
 from .formats.shuffle import convert_to_shuffle
