@@ -20,8 +20,8 @@ passed to the blocks at forward (``formats/coat.py`` maps timm's other keys onto
 agree). Parameter counts equal timm's.
 
 Parallel blocks (CoaT): stages 2-4 attend on their own scale, then each adds the other two resampled to its grid
-(trilinear, align_corners=False, scale factors (T_to / T_from, 2^k, 2^k): timm's bilinear on one-frame clips), then
-the shared MLP. CoaT classifies by a Conv1d(3, 1, 1) (``aggregate``) over the normed class tokens of stages 2-4;
+(trilinear, align_corners=False, to the target grid's size: timm's bilinear by factors 2^k on one-frame clips whose
+grids halve exactly; odd grids, which timm refuses, are resampled to the exact target size), then the shared MLP. CoaT classifies by a Conv1d(3, 1, 1) (``aggregate``) over the normed class tokens of stages 2-4;
 CoaT-Lite by ``norm4`` of stage 4's class token.
 
 Image weights in a video model: patch, CPE and CRPE kernels are inflated as every 2-D kernel. A clip whose stage
@@ -167,7 +167,7 @@ class ConvPosEnc(nn.Module):
         self.proj = nn.Conv3d(dim, dim, (time_kernel, 3, 3), 1, (time_kernel // 2, 1, 1), groups=dim)
 
     def forward(self, x: torch.Tensor, grid: THW) -> torch.Tensor:
-        B, N, C = x.shape
+        B, _, C = x.shape
         cls_token, feat = x[:, :1], x[:, 1:].transpose(1, 2).reshape(B, C, *grid)  # (B, THW, C) -> (B, C, T, H, W)
         feat = self.proj(feat) + feat
         return torch.cat((cls_token, feat.flatten(2).transpose(1, 2)), dim=1)
@@ -187,7 +187,7 @@ class ConvRelPosEnc(nn.Module):
                 1,
                 (time_kernel // 2, w // 2, w // 2),
                 groups=s * head_chs,
-            )  # fmt: skip
+            )
             for w, s in zip(windows, head_splits)
         )
         self.channel_splits = [s * head_chs for s in head_splits]
@@ -243,16 +243,11 @@ class SerialBlock(nn.Module):
 
 
 def _resample(x: torch.Tensor, grid: THW, target: THW) -> torch.Tensor:
-    """Patch tokens of ``grid`` resampled to ``target`` (trilinear, align_corners=False, scale factors as timm
-    passes them); the class token passes. (B, 1 + N, C) -> (B, 1 + N', C)."""
+    """Patch tokens of ``grid`` resampled to ``target`` (trilinear, align_corners=False); the class token passes.
+    (B, 1 + N, C) -> (B, 1 + N', C). Where the grids halve exactly this is timm's bilinear by scale factors 2^k."""
     B, _, C = x.shape
-    scale = tuple(b / a for a, b in zip(grid, target))
     img = x[:, 1:].transpose(1, 2).reshape(B, C, *grid)
-    img = F.interpolate(img, scale_factor=scale, mode="trilinear", align_corners=False, recompute_scale_factor=False)
-    if tuple(img.shape[2:]) != tuple(target):
-        raise ValueError(f"CoaT's parallel blocks resample a {'x'.join(map(str, grid))} grid to "
-                         f"{'x'.join(map(str, target))} but got {'x'.join(map(str, img.shape[2:]))}: use an input "
-                         "whose stage grids halve exactly")  # fmt: skip
+    img = F.interpolate(img, size=tuple(target), mode="trilinear", align_corners=False)
     return torch.cat((x[:, :1], img.flatten(2).transpose(1, 2)), dim=1)
 
 
