@@ -203,10 +203,10 @@ def test_co_scale_resampling_across_time_strides():
 
 
 def test_activation_checkpointing_gives_the_same_gradients():
-    x = _input(2, 3, 2, 64, 64).float()
+    x = _input(2, 3, 2, 32, 32).float()
     grads = []
     for ckpt in (False, True):
-        model = _small("coat_ti_in1k", COAT_SMALL, input_size=(2, 64, 64), act_checkpoint=ckpt, seed=6).train()
+        model = _small("coat_ti_in1k", COAT_SMALL, input_size=(2, 32, 32), act_checkpoint=ckpt, seed=6).train()
         model(x).sum().backward()
         grads.append([p.grad for p in model.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
