@@ -1,8 +1,10 @@
-"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, PVTv2), named variants,
-the config adapter and checkpoint loading."""
+"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, PVTv2, LeViT, CoaT),
+named variants, the config adapter and checkpoint loading."""
 
 from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
+from .coat import CoaT, CoaTConfig
 from .families import FAMILIES, Family, family_of, get_family
+from .levit import LeViT, LeViTConfig
 from .mvit import MViT, MViTConfig, block_specs
 from .pretrained import CheckpointError, LoadReport, load_pretrained, read_checkpoint
 from .pvt import PVTConfig, PyramidVisionTransformer
@@ -14,7 +16,11 @@ from .vit import ViTConfig, VisionTransformer
 __all__ = [
     "FAMILIES",
     "CheckpointError",
+    "CoaT",
+    "CoaTConfig",
     "Family",
+    "LeViT",
+    "LeViTConfig",
     "LoadReport",
     "MViT",
     "MViTConfig",

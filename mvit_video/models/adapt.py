@@ -184,7 +184,26 @@ def inflate_bias_table(value: torch.Tensor, rows: int) -> torch.Tensor | None:
     return value.repeat(ratio, 1)
 
 
+def inflate_offset_biases(value: torch.Tensor, size: int, inflate: str | None, key: str) -> torch.Tensor | None:
+    """LeViT's per-offset attention biases (heads, H W) of a 2-D model repeated over the |dt| offsets of a 3-D token
+    grid (heads, T H W) (|dt|-major, ``levit.offset_bias_index``): every time offset gets the 2-D bias, so a static
+    clip attends as the image does. None unless ``size`` is a multiple of the table's length.
+
+    Raises:
+        InflationRefused: ``inflate`` is None (the model is a video model of image weights).
+    """
+    ratio, rest = divmod(size, value.shape[1])
+    if rest or ratio < 2:
+        return None
+    if inflate is None:
+        raise InflationRefused(f"{key} is a 2-D attention-bias table {list(value.shape)} and the model's spans "
+                               f"{ratio} frames: inflation was not asked for")  # fmt: skip
+    return value.repeat(1, ratio)
+
+
 def _adapt_one(key, value, target_shape, inflate):
+    if key.endswith("attention_biases") and value.ndim == len(target_shape) == 2 and value.shape[0] == target_shape[0]:
+        return inflate_offset_biases(value, target_shape[1], inflate, key)
     if key.endswith("relative_position_bias_table") and value.ndim == 2 and value.shape[1] == target_shape[1]:
         return inflate_bias_table(value, target_shape[0])
     if "rel_pos_" in key and value.ndim == 2 and value.shape[1] == target_shape[1]:

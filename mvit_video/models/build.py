@@ -3,8 +3,9 @@ shared root keys) become its typed config, the config becomes the model.
 
 Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default), ``vit`` (the plain-ViT family,
 section ``VIT`` derived from ``ViTConfig``), ``swin`` (Swin and Video Swin, section ``SWIN`` from ``SwinConfig``),
-``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``) and ``pvt`` (PVTv2, section
-``PVT`` derived from ``PVTConfig``).
+``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``), ``pvt`` (PVTv2, section
+``PVT`` from ``PVTConfig``), ``levit`` (LeViT, section ``LEVIT`` from ``LeViTConfig``) and ``coat`` (CoaT /
+CoaT-Lite, section ``COAT`` from ``CoaTConfig``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from torch import nn
 
 from ..config import ConfigError
 from ..config.sections import dataclass_kwargs, register_section
+from .coat import CoaT, CoaTConfig
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .families import Family, get_family, register_family
+from .formats.coat import convert_to_coat
+from .formats.levit import convert_to_levit
 from .formats.pvt import convert_to_pvt
 from .formats.shuffle import convert_to_shuffle
 from .formats.swin import convert_to_swin
 from .formats.vit import convert_to_vit
+from .levit import LeViT, LeViTConfig
 from .mvit import MViT, MViTConfig
 from .pvt import PVTConfig, PyramidVisionTransformer
 from .shuffle import ShuffleConfig, ShuffleTransformer
@@ -160,6 +165,21 @@ def _pvt_state(obj, source: str | None) -> tuple[dict, str]:
 
 
 derived_family("pvt", PyramidVisionTransformer, PVTConfig, "PVT", _pvt_state, ("head.weight", "head.bias"))
+
+
+def _levit_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_levit(unwrap_checkpoint(obj)[0], source)
+
+
+derived_family("levit", LeViT, LeViTConfig, "LEVIT", _levit_state,
+               ("head.linear.weight", "head.linear.bias", "head_dist.linear.weight", "head_dist.linear.bias"))  # fmt: skip
+
+
+def _coat_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_coat(unwrap_checkpoint(obj)[0], source)
+
+
+derived_family("coat", CoaT, CoaTConfig, "COAT", _coat_state, ("head.weight", "head.bias"))
 
 
 def model_config_from_cfg(cfg):

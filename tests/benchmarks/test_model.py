@@ -97,7 +97,8 @@ def test_every_vit_variant_has_a_reference():
     assert {TWINS[n].library for n in IMAGE_TWINS} == {"timm"}
 
 
-@pytest.mark.parametrize("name", IMAGE_TWINS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "vit_b16_in1k" else n
+                                  for n in IMAGE_TWINS])  # ViT-B: ViT-Ti's code path at 15x the cost
 def test_image_reference_computes_our_logits(name):
     """The benchmark times the same function on both sides: timm's model with its weights loaded into ours."""
     assert _same_input_logits(name, batch=2) < 1e-5

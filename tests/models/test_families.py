@@ -56,7 +56,8 @@ def test_a_vit_yaml_builds_the_configured_model(tmp_path):
         (["VIT.POS_EMBED", "rope"], "VIT: ViTConfig.pos_embed='rope' is not one of"),
         (["VIT.PEG_KERNEL", "big"], "VIT.PEG_KERNEL='big' has the wrong type (str); expected a list"),
         (["MODEL.ARCH", "resnet"],
-         "MODEL.ARCH='resnet' is not a model family; use one of ['mvit', 'pvt', 'shuffle', 'swin', 'vit']"),  # fmt: skip
+         "MODEL.ARCH='resnet' is not a model family; use one of "
+         "['coat', 'levit', 'mvit', 'pvt', 'shuffle', 'swin', 'vit']"),  # fmt: skip
     ],
 )
 def test_family_mistakes_are_one_line_at_load(tmp_path, opts, message):
@@ -74,7 +75,7 @@ def test_a_vit_setting_in_an_mvit_config_is_refused():
 def test_every_family_offers_what_the_engine_and_tools_use():
     """forward -> logits, forward_features, no-weight-decay names, layer ids for layer decay (each parameter in
     [0, depth + 1]), a stage table, position tables; create_model / list_models cover every family."""
-    assert set(FAMILIES) == {"mvit", "vit", "swin", "shuffle", "pvt"}
+    assert set(FAMILIES) == {"mvit", "vit", "swin", "shuffle", "pvt", "levit", "coat"}
     assert set(list_models("pvt*")) == {"pvtv2_b0_in1k", "pvtv2_b2_in1k", "pvtv2_b2_li_in1k"}
     assert set(list_models("vit*")) == {"vit_ti16_in1k", "vit_b16_in1k"}
     assert set(list_models("shuffle*")) == {"shuffle_t_in1k", "shuffle3d_t_32x2"}
@@ -84,11 +85,13 @@ def test_every_family_offers_what_the_engine_and_tools_use():
     small_swin = {"embed_dim": 32, "depths": (1, 1), "num_heads": (1, 2), "input_size": (2, 32, 32)}
     small_pvt = {"embed_dims": (16, 32), "depths": (1, 1), "num_heads": (1, 2), "sr_ratios": (2, 1),
                  "mlp_ratios": (4, 4), "dwconv_time_kernel": 3, "input_size": (2, 32, 32)}  # fmt: skip
+    small_coat = {"embed_dims": (16, 24, 24, 24), "serial_depths": (1, 1, 1, 1), "parallel_depth": 1,
+                  "mlp_ratios": (4, 4, 4, 4), "input_size": (2, 32, 32)}  # fmt: skip
     for name in ("mvitv2_t_in1k", "vit_ti16_in1k", "cait_xxs24_in1k", "timesformer_b_8x32", "swin3d_t_32x2",
-                 "shuffle3d_t_32x2", "pvtv2_b0_in1k"):  # fmt: skip
+                 "shuffle3d_t_32x2", "pvtv2_b0_in1k", "coat_lite_ti_in1k"):  # fmt: skip
         sizes = {} if name.startswith("mvit") else {"depth": 2, "input_size": (2, 32, 32)}
         sizes = small_swin if name.startswith("swin") else small_shuffle if name.startswith("shuffle") else sizes
-        sizes = small_pvt if name.startswith("pvt") else sizes
+        sizes = small_pvt if name.startswith("pvt") else small_coat if name.startswith("coat") else sizes
         model = create_model(name, num_classes=3, **sizes)
         x = torch.zeros(1, 3, 2, 32, 32) if not name.startswith("mvit") else torch.zeros(1, 3, 32, 32)
         x = torch.zeros(1, 3, 2, 112, 112) if name.startswith("shuffle") else x
@@ -101,3 +104,11 @@ def test_every_family_offers_what_the_engine_and_tools_use():
     vit = create_model("vit_ti16_in1k", depth=2)
     assert [vit.layer_id(n) for n in ("cls_token", "patch_embed.proj.weight", "blocks.1.mlp.fc1.weight", "head.weight")] == [0, 0, 2, 3]
     assert isinstance(create_model("mvitv2_t_in1k"), MViT)
+    # LeViT: BatchNorm over the batch in its classifiers (two clips), attention biases for one grid (64 px)
+    levit = create_model("levit_128s_in1k", num_classes=3, input_size=(2, 64, 64), embed_dim=(32, 48, 64), key_dim=8)
+    x = torch.zeros(2, 3, 2, 64, 64)
+    assert levit(x).shape == (2, 3) and levit.forward_features(x).shape[-1] == levit.num_features
+    assert levit.no_weight_decay() and levit.position_tables() == {}
+    groups = param_groups(levit, 0.05, layer_decay=0.5)
+    assert sum(len(g["params"]) for g in groups) == len(list(levit.parameters()))
+    assert stage_table(levit) and count_params(levit) > 0
