@@ -230,7 +230,8 @@ class OffsetBiasAttention(nn.Module):
         """q (B, heads, Nq, dk), k (B, heads, Nk, dk), v (B, heads, Nk, dv) -> (B, Nq, heads * dv)."""
         bias = self.attention_bias().to(q.dtype)
         if resolve_attention(self.impl, q) == "sdpa":
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+            # a 4-D mask (1, heads, Nq, Nk): the fused kernels take a 3-D one much more slowly
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], scale=self.scale)
         else:
             out = ((q @ k.transpose(-2, -1)) * self.scale + bias).softmax(dim=-1) @ v
         # (B, heads, Nq, dv) -> (B, Nq, heads * dv)

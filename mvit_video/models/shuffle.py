@@ -196,7 +196,9 @@ def _attend(q, k, v, bias: torch.Tensor | None, impl: str, dropout: float) -> to
     """``softmax(q k^T / sqrt(d) + bias) v`` over (B, heads, N, d): fused (SDPA, the bias as an additive mask) or
     explicit."""
     if resolve_attention(impl, q) == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        # a 4-D mask (1, heads, N, N): the fused kernels take a 3-D one much more slowly
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias[None],
+                                              dropout_p=dropout)  # fmt: skip
     attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
     if bias is not None:
         attn = attn + bias

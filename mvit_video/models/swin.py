@@ -186,18 +186,20 @@ class WindowAttention(nn.Module):
     def _attend(self, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None, batch: int) -> torch.Tensor:
         """Windows (B * nW, N, C) -> attended (B * nW, N, C); ``mask`` (nW, N, N) or None."""
         Bw, N, C = x.shape
-        # (B*nW, N, 3C) -> (3, B, nW, heads, N, C/heads)
-        qkv = self.qkv(x).reshape(batch, Bw // batch, N, 3, self.heads, C // self.heads).permute(3, 0, 1, 4, 2, 5)
+        # (B*nW, N, 3C) -> (3, B*nW, heads, N, C/heads)
+        qkv = self.qkv(x).reshape(Bw, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        additive = bias if mask is None else bias + mask[:, None]  # (heads, N, N) or (nW, heads, N, N)
+        # the additive mask as SDPA's fused CPU/GPU kernels take it fastest: 4-D, (1, heads, N, N) broadcast over the
+        # windows, or with the shift mask one (heads, N, N) per window of every clip (windows are clip-major)
+        additive = bias[None] if mask is None else (bias[None] + mask[:, None]).repeat(batch, 1, 1, 1)
         dropout = self.attn_drop if self.training else 0.0
         if resolve_attention(self.impl, q) == "sdpa":
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive.to(q.dtype), dropout_p=dropout)
         else:
             attn = (q * (C // self.heads) ** -0.5) @ k.transpose(-2, -1) + additive
             out = F.dropout(attn.softmax(dim=-1), dropout, training=dropout > 0) @ v
-        # (B, nW, heads, N, C/heads) -> (B*nW, N, C)
-        return self.proj_drop(self.proj(out.permute(0, 1, 3, 2, 4).reshape(Bw, N, C)))
+        # (B*nW, heads, N, C/heads) -> (B*nW, N, C)
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(Bw, N, C)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, H, W, C) -> (B, T, H, W, C)."""
