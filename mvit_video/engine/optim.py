@@ -83,6 +83,15 @@ def _infer_num_layers(model: nn.Module) -> int:
     return len(blocks)
 
 
+def _check_lr_multipliers(layer_decay: float | None, backbone_lr_mult: float, head_names: Collection[str]) -> None:
+    if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay} (SOLVER.LAYER_DECAY; 1.0 disables it)")
+    if not 0.0 < backbone_lr_mult <= 1.0:
+        raise ValueError(f"backbone_lr_mult must be in (0, 1], got {backbone_lr_mult} (SOLVER.BACKBONE_LR_MULT)")
+    if backbone_lr_mult < 1.0 and not head_names:
+        raise ValueError("backbone_lr_mult < 1 needs head_names: the classifier's parameters, which keep the base lr")
+
+
 def param_groups(
     model: nn.Module,
     weight_decay: float,
@@ -125,12 +134,7 @@ def param_groups(
         Groups for ``torch.optim``: dicts with ``"name"``, ``"params"``, ``"weight_decay"``, ``"lr_scale"``
         (and ``"lr"`` when ``base_lr`` is given), in order of first appearance; empty groups are omitted.
     """
-    if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
-        raise ValueError(f"layer_decay must be in (0, 1], got {layer_decay} (SOLVER.LAYER_DECAY; 1.0 disables it)")
-    if not 0.0 < backbone_lr_mult <= 1.0:
-        raise ValueError(f"backbone_lr_mult must be in (0, 1], got {backbone_lr_mult} (SOLVER.BACKBONE_LR_MULT)")
-    if backbone_lr_mult < 1.0 and not head_names:
-        raise ValueError("backbone_lr_mult < 1 needs head_names: the classifier's parameters, which keep the base lr")
+    _check_lr_multipliers(layer_decay, backbone_lr_mult, head_names)
     heads = set(head_names)
     model = unwrap_model(model)
     use_layers = layer_decay is not None and layer_decay < 1.0
