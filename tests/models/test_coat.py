@@ -16,6 +16,7 @@ from mvit_video.models import CheckpointError, CoaT, CoaTConfig, build_model, cr
 from mvit_video.models.formats.coat import canonical_coat_key, detect_coat_format
 from mvit_video.models.stats import stage_table
 from tests.conftest import rel_l2
+from tests.models.equivalence import input64
 from tests.models.test_convert import randomize_
 
 timm = pytest.importorskip("timm")
@@ -46,9 +47,6 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model.double().eval()(x)
 
 
-def _input(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
 
 def _small(name: str, small: dict, size: int = 64, seed: int | None = None, **kw) -> nn.Module:
     model = create_model(name, input_size=kw.pop("input_size", (1, size, size)), **small, **kw)
@@ -67,7 +65,7 @@ def test_reduced_coat_equals_timm(ours, theirs, small):
     ref = _timm(theirs, img_size=64, **{k: list(v) if isinstance(v, tuple) else v for k, v in small.items()})
     model = _load(_small(ours, small), ref.state_dict())
     assert _params(model) == _params(ref)
-    x = _input(2, 3, 64, 64)
+    x = input64(2, 3, 64, 64)
     assert rel_l2(_logits(model, x), _logits(ref, x)) < 1e-10
 
 
@@ -76,7 +74,7 @@ def test_reduced_coat_equals_timm(ours, theirs, small):
 def test_published_coat_equals_timm(ours, theirs):
     ref = _timm(theirs)
     model = _load(create_model(ours), ref.state_dict())
-    x = _input(2, 3, 224, 224)
+    x = input64(2, 3, 224, 224)
     assert rel_l2(_logits(model, x), _logits(ref, x)) < 1e-10
 
 
@@ -117,7 +115,7 @@ def test_shared_modules_load_from_any_one_alias():
         last_alias = {k: v for k, v in last_alias.items() if canonical_coat_key(k) != canonical_coat_key(key)}
         last_alias[key] = value
     assert len(canonical_only) == len(last_alias) < len(full) and canonical_only.keys() != last_alias.keys()
-    x = _input(1, 3, 64, 64)
+    x = input64(1, 3, 64, 64)
     expected = _logits(ref, x)
     for state in (full, canonical_only, last_alias):
         model = _load(_small("coat_ti_in1k", COAT_SMALL), state)
@@ -129,7 +127,7 @@ def test_shared_module_blocks_use_one_tensor():
     model = _small("coat_ti_in1k", COAT_SMALL, seed=2).double().eval()
     names = [n for n, _ in model.named_parameters()]
     assert not any(".cpe." in n or ".crpe." in n or ".mlp3." in n or ".mlp4." in n for n in names)
-    x = _input(1, 3, 64, 64)
+    x = input64(1, 3, 64, 64)
     before = _logits(model, x)
     with torch.no_grad():
         model.crpe4.conv_list[2].weight.add_(0.5)
@@ -149,7 +147,7 @@ def test_disagreeing_copies_of_a_shared_module_are_refused():
 
 def test_image_input_is_a_one_frame_clip():
     model = _small("coat_ti_in1k", COAT_SMALL, seed=3)
-    x = _input(2, 3, 64, 64)
+    x = input64(2, 3, 64, 64)
     torch.testing.assert_close(_logits(model, x), _logits(model, x.unsqueeze(2)), rtol=0, atol=0)
 
 
@@ -168,14 +166,14 @@ def test_centre_inflation_keeps_static_clips_equal_to_the_image_model_when_stage
     assert "patch_embed1.proj.weight: [16, 3, 1, 4, 4] -> [16, 3, 3, 4, 4]" in adapted
     assert "crpe3.conv_list.2.weight: [9, 1, 1, 7, 7] -> [9, 1, 3, 7, 7]" in adapted
     assert video.stage_specs()[0][3] == (1, 16, 16)
-    x = _input(2, 3, 64, 64)
+    x = input64(2, 3, 64, 64)
     assert rel_l2(_logits(video, x.unsqueeze(2).expand(-1, -1, 2, -1, -1)), _logits(image, x)) < 1e-12
 
 
 def test_average_inflation_changes_static_clips():
     """w / 3 per tap: the zero-padded taps (patch embedding, CPE and CRPE on one frame) lose a third."""
     image, video, _ = _inflated("average", **TO_ONE_FRAME)
-    x = _input(2, 3, 64, 64)
+    x = input64(2, 3, 64, 64)
     assert rel_l2(_logits(video, x.unsqueeze(2).expand(-1, -1, 2, -1, -1)), _logits(image, x)) > 1e-3
 
 
@@ -184,7 +182,7 @@ def test_static_clips_of_several_frames_differ_from_the_image_whatever_the_infla
     softmax_N(k)^T v shrinks): not the image's logits even on the centre tap (documented in models/coat.py)."""
     image, video, _ = _inflated("centre", cpe_time_kernel=3, crpe_time_kernel=3)
     assert video.stage_specs()[0][3] == (2, 16, 16)
-    x = _input(2, 3, 64, 64)
+    x = input64(2, 3, 64, 64)
     assert rel_l2(_logits(video, x.unsqueeze(2).expand(-1, -1, 2, -1, -1)), _logits(image, x)) > 1e-6
 
 
@@ -194,7 +192,7 @@ def test_co_scale_resampling_across_time_strides():
     model = _small("coat_ti_in1k", COAT_SMALL, input_size=(4, 64, 64), patch_time_kernel=(1, 2, 1, 1),
                    patch_time_stride=(1, 2, 1, 1), seed=5).eval()  # fmt: skip
     assert [s[3] for s in model.stage_specs()] == [(4, 16, 16), (2, 8, 8), (2, 4, 4), (2, 2, 2), (2, 8, 8)]
-    assert model(_input(1, 3, 4, 64, 64).float()).shape == (1, 1000)
+    assert model(input64(1, 3, 4, 64, 64).float()).shape == (1, 1000)
     assert [s[3] for s in model.stage_specs((4, 88, 88))][:4] == [(4, 22, 22), (2, 11, 11), (2, 5, 5), (2, 2, 2)]
     assert model(torch.zeros(1, 3, 4, 88, 88)).shape == (1, 1000)
 
@@ -203,7 +201,7 @@ def test_co_scale_resampling_across_time_strides():
 
 
 def test_activation_checkpointing_gives_the_same_gradients():
-    x = _input(2, 3, 2, 32, 32).float()
+    x = input64(2, 3, 2, 32, 32).float()
     grads = []
     for ckpt in (False, True):
         model = _small("coat_ti_in1k", COAT_SMALL, input_size=(2, 32, 32), act_checkpoint=ckpt, seed=6).train()

@@ -17,6 +17,7 @@ from mvit_video.models.formats.levit import detect_levit_format
 from mvit_video.models.levit import offset_bias_index
 from mvit_video.models.stats import stage_table
 from tests.conftest import rel_l2
+from tests.models.equivalence import input64, load_exact, same_logits
 from tests.models.test_convert import randomize_
 
 timm = pytest.importorskip("timm")
@@ -45,20 +46,7 @@ def _timm(name: str = "levit_128s", seed: int = 1, **kw) -> nn.Module:
     return _randomize(timm.create_model(name, pretrained=False, **kw), seed)
 
 
-def _load(ours: nn.Module, theirs: nn.Module | dict, fmt: str, **kw) -> nn.Module:
-    report = load_pretrained(ours, theirs.state_dict() if isinstance(theirs, nn.Module) else theirs, **kw)
-    assert report.source_format == fmt and report.missing == [] and report.unexpected == [], report.summary()
-    return ours
 
-
-def _same_logits(ours: nn.Module, theirs: nn.Module, x: torch.Tensor) -> float:
-    ours, theirs = ours.double().eval(), theirs.double().eval()
-    with torch.no_grad():
-        return rel_l2(ours(x), theirs(x))
-
-
-def _input(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 # ------------------------------------------------------------------------------------------------------ timm
@@ -78,9 +66,9 @@ MODES = [("levit_128s", "levit"), ("levit_conv_128s", "levit_conv")]
 def test_reduced_levit_equals_timm(name, fmt, size, last_grid):
     """Both of timm's modes (its conv mode: the same weights as 1 x 1 convs); logits are the mean of both heads."""
     theirs = _timm(name, img_size=size, **TIMM_SMALL)
-    ours = _load(create_model("levit_128s_in1k", input_size=(1, size, size), **SMALL), theirs, fmt)
+    ours = load_exact(create_model("levit_128s_in1k", input_size=(1, size, size), **SMALL), theirs, fmt)
     assert _params(ours) == _params(theirs) and ours.stage_specs()[2][3] == last_grid
-    assert _same_logits(ours, theirs, _input(1, 3, size, size)) < 1e-10
+    assert same_logits(ours, theirs, input64(1, 3, size, size)) < 1e-10
 
 
 @pytest.mark.slow
@@ -88,15 +76,15 @@ def test_reduced_levit_equals_timm(name, fmt, size, last_grid):
 def test_levit_128s_equals_timm(name, fmt):
     """The published size (about 10 s in float64 on two busy cores)."""
     theirs = _timm(name)
-    ours = _load(create_model("levit_128s_in1k"), theirs, fmt)
+    ours = load_exact(create_model("levit_128s_in1k"), theirs, fmt)
     assert _params(ours) == _params(theirs) == 7_777_058
-    assert _same_logits(ours, theirs, _input(2, 3, 224, 224)) < 1e-10
+    assert same_logits(ours, theirs, input64(2, 3, 224, 224)) < 1e-10
 
 
 def test_both_heads_are_averaged_and_returned_for_distillation():
     theirs = _timm(img_size=64, **TIMM_SMALL)
-    ours = _load(create_model("levit_128s_in1k", input_size=(1, 64, 64), **SMALL), theirs, "levit").double().eval()
-    x = _input(1, 3, 64, 64)
+    ours = load_exact(create_model("levit_128s_in1k", input_size=(1, 64, 64), **SMALL), theirs, "levit").double().eval()
+    x = input64(1, 3, 64, 64)
     with torch.no_grad():
         head, dist = ours.forward_heads(x)
         features = theirs.double().eval().forward_features(x).mean(dim=1)
@@ -110,13 +98,13 @@ def test_biases_never_go_stale():
     """Loaded after an eval forward, cast after it: the new biases act (timm would keep the cached ones until
     ``train()`` / ``eval()`` / a cast)."""
     model = create_model("levit_128s_in1k", **SMALL, input_size=(1, 64, 64)).double().eval()
-    x = _input(2, 3, 64, 64)
+    x = input64(2, 3, 64, 64)
     with torch.no_grad():
         before = model(x)
         state = {k: v.clone() for k, v in model.state_dict().items()}
         for key, value in state.items():
             if key.endswith("attention_biases"):
-                state[key] = _input(*value.shape, seed=9)
+                state[key] = input64(*value.shape, seed=9)
         model.load_state_dict(state)
         after = model(x)
         assert rel_l2(after, before) > 1e-3
@@ -153,7 +141,7 @@ def test_published_parameter_counts_equal_timm(ours, theirs):
 
 def test_image_input_is_a_one_frame_clip():
     model = _randomize(create_model("levit_128s_in1k", **SMALL, input_size=(1, 64, 64)), 3).double().eval()
-    x = _input(2, 3, 64, 64)
+    x = input64(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), model(x.unsqueeze(2)), rtol=0, atol=0)
 
@@ -174,7 +162,7 @@ def test_centre_inflation_keeps_static_clips_equal_to_the_image_model():
     assert "stem.conv1.linear.weight: [4, 3, 1, 3, 3] -> [4, 3, 3, 3, 3]" in adapted
     assert "stages.0.blocks.0.attn.attention_biases: [2, 16] -> [2, 32]" in adapted
     assert "stages.1.downsample.attn_downsample.attention_biases: [4, 16] -> [4, 32]" in adapted
-    x = _input(2, 3, 64, 64)
+    x = input64(2, 3, 64, 64)
     with torch.no_grad():
         assert rel_l2(video(x.unsqueeze(2).expand(-1, -1, 4, -1, -1)), image(x)) < 1e-12
 
@@ -183,7 +171,7 @@ def test_average_inflation_changes_the_first_and_last_frames_of_static_clips():
     """Spread over three taps (w / 3 each), the zero-padded ends of a static clip see two thirds of the kernel (the
     logits differ by about 3e-4 here, against 1e-16 with the centre tap)."""
     image, video, _ = _inflated("average")
-    x = _input(2, 3, 64, 64)
+    x = input64(2, 3, 64, 64)
     with torch.no_grad():
         assert rel_l2(video(x.unsqueeze(2).expand(-1, -1, 4, -1, -1)), image(x)) > 1e-5
 
@@ -204,7 +192,7 @@ def test_refused_inflation_and_other_grids_are_one_line():
 def test_fused_attention_equals_explicit_outputs_and_gradients():
     """SDPA with the gathered bias as its additive mask == the explicit reference, in float64, on a video grid
     (gradients compared as one vector: the last shrink's single query has near-zero gradients, 1e-10 in norm)."""
-    x = _input(2, 3, 4, 64, 64)
+    x = input64(2, 3, 4, 64, 64)
     results = []
     for impl in ("sdpa", "math"):
         model = _randomize(create_model("levit_128s_in1k", attention=impl, **SMALL, **VIDEO), 4).double().eval()
@@ -220,7 +208,7 @@ def test_fused_attention_equals_explicit_outputs_and_gradients():
 
 
 def test_activation_checkpointing_gives_the_same_gradients():
-    x = _input(2, 3, 4, 64, 64).float()
+    x = input64(2, 3, 4, 64, 64).float()
     grads = []
     for ckpt in (False, True):
         model = _randomize(create_model("levit_128s_in1k", act_checkpoint=ckpt, **SMALL, **VIDEO), 6).train()

@@ -23,6 +23,7 @@ from mvit_video.models import (
 from mvit_video.models.formats.pvt import detect_pvt_format
 from mvit_video.models.stats import stage_table
 from tests.conftest import rel_l2
+from tests.models.equivalence import input64
 from tests.models.test_convert import randomize_
 
 timm = pytest.importorskip("timm")
@@ -49,9 +50,6 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model.double().eval()(x)
 
 
-def _input(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
 
 def _timm(name: str, seed: int = 1, **kw) -> nn.Module:
     return randomize_(timm.create_model(name, pretrained=False, **kw), seed)
@@ -67,7 +65,7 @@ def test_reduced_pvtv2_equals_timm(name):
     theirs = _timm(VARIANTS[name], **REDUCED)
     ours, _ = _load(create_model(name, **REDUCED), theirs, "pvt_v2")
     assert _params(ours) == _params(theirs)
-    x = _input(1, 3, 68, 68)
+    x = input64(1, 3, 68, 68)
     assert rel_l2(_logits(ours, x), _logits(theirs, x)) < 1e-10
 
 
@@ -85,7 +83,7 @@ def test_original_release_layout_loads():
     assert "block2.0.mlp.dwconv.dwconv.weight" in original and "norm4.weight" in original
     ours = create_model("pvtv2_b0_in1k", **{**SMALL, "depths": (2, 1, 1, 1)})
     ours, _ = _load(ours, {"state_dict": original}, "pvt_v2_official")
-    x = _input(1, 3, 64, 64)
+    x = input64(1, 3, 64, 64)
     assert rel_l2(_logits(ours, x), _logits(theirs, x)) < 1e-10
 
 
@@ -103,7 +101,7 @@ def test_published_parameter_counts_equal_timm(name):
 def test_published_sizes_equal_timm(name):
     theirs = _timm(VARIANTS[name], seed=5)
     ours, _ = _load(create_model(name), theirs, "pvt_v2")
-    x = _input(1, 3, 224, 224)
+    x = input64(1, 3, 224, 224)
     assert rel_l2(_logits(ours, x), _logits(theirs, x)) < 1e-6
 
 
@@ -126,7 +124,7 @@ def _video(image: nn.Module, inflate: str, **video) -> tuple[nn.Module, list[str
 
 def test_image_input_is_a_one_frame_clip():
     model = _image()
-    x = _input(1, 3, 64, 64)
+    x = input64(1, 3, 64, 64)
     torch.testing.assert_close(_logits(model, x), _logits(model, x.unsqueeze(2)), rtol=0, atol=0)
 
 
@@ -141,7 +139,7 @@ def test_centre_inflation_keeps_static_and_one_frame_clips_equal_to_the_image_mo
     assert "stages.1.blocks.0.mlp.dwconv.weight: [256, 1, 1, 3, 3] -> [256, 1, 3, 3, 3]" in adapted
     if not linear:
         assert "stages.0.blocks.0.attn.sr.weight: [16, 16, 1, 8, 8] -> [16, 16, 2, 8, 8]" in adapted
-    x = _input(1, 3, 64, 64)
+    x = input64(1, 3, 64, 64)
     expected = _logits(image, x)
     assert rel_l2(_logits(video, x.unsqueeze(2).expand(-1, -1, 4, -1, -1)), expected) < 1e-12
     assert rel_l2(_logits(video, x.unsqueeze(2)), expected) < 1e-12
@@ -157,7 +155,7 @@ def test_average_inflation_spreads_kernels_and_keeps_static_clips_only_through_u
     kernel = video.state_dict()["stages.0.blocks.0.attn.sr.weight"]
     torch.testing.assert_close(kernel[:, :, 0], kernel[:, :, 1], rtol=0, atol=0)
     torch.testing.assert_close(2 * kernel[:, :, :1], image.state_dict()["stages.0.blocks.0.attn.sr.weight"])
-    x = _input(1, 3, 64, 64)
+    x = input64(1, 3, 64, 64)
     expected = _logits(image, x)
     assert rel_l2(_logits(video, x.unsqueeze(2).expand(-1, -1, 4, -1, -1)), expected) < 1e-12
     assert rel_l2(_logits(video, x.unsqueeze(2)), expected) > 1e-3
@@ -179,7 +177,7 @@ def test_video_grids_and_odd_clip_lengths():
 
 @pytest.mark.parametrize("linear", [False, True])
 def test_fused_attention_equals_explicit_outputs_and_gradients(linear):
-    x = _input(1, 3, 4, 64, 64)
+    x = input64(1, 3, 4, 64, 64)
     results = []
     for impl in ("sdpa", "math"):
         model = create_model("pvtv2_b0_in1k", attention=impl, linear=linear, drop_path_rate=0.0, **SMALL, **VIDEO)
@@ -196,7 +194,7 @@ def test_fused_attention_equals_explicit_outputs_and_gradients(linear):
 
 
 def test_activation_checkpointing_gives_the_same_gradients():
-    x = _input(1, 3, 2, 32, 32).float()
+    x = input64(1, 3, 2, 32, 32).float()
     grads = []
     for ckpt in (False, True):
         model = randomize_(create_model("pvtv2_b0_in1k", act_checkpoint=ckpt, drop_path_rate=0.0, **SMALL), 6)

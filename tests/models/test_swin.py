@@ -17,6 +17,7 @@ from mvit_video.models.adapt import resize_bias_table
 from mvit_video.models.formats.swin import detect_swin_format
 from mvit_video.models.stats import stage_table
 from tests.conftest import rel_l2
+from tests.models.equivalence import input64, load_exact, same_logits
 from tests.models.test_convert import randomize_
 
 timm = pytest.importorskip("timm")
@@ -32,20 +33,7 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _load(ours: nn.Module, theirs: nn.Module | dict, fmt: str, **kw) -> nn.Module:
-    report = load_pretrained(ours, theirs.state_dict() if isinstance(theirs, nn.Module) else theirs, **kw)
-    assert report.source_format == fmt and report.missing == [] and report.unexpected == [], report.summary()
-    return ours
 
-
-def _same_logits(ours: nn.Module, theirs: nn.Module, x: torch.Tensor) -> float:
-    ours, theirs = ours.double().eval(), theirs.double().eval()
-    with torch.no_grad():
-        return rel_l2(ours(x), theirs(x))
-
-
-def _input(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def _timm(name: str = "swin_tiny_patch4_window7_224", seed: int = 1, **kw) -> nn.Module:
@@ -66,9 +54,9 @@ def _tv3d(embed, depths, heads, window=(8, 7, 7), seed: int = 3) -> nn.Module:
 def test_reduced_swin_equals_timm():
     """224: grids 56, 28, 14, 7 (window 7: shifted in stages 0 and 2, one unshifted window in the last stage)."""
     theirs = _timm(**SMALL)
-    ours = _load(create_model("swin_t_in1k", **SMALL), theirs, "swin")
+    ours = load_exact(create_model("swin_t_in1k", **SMALL), theirs, "swin")
     assert _params(ours) == _params(theirs)
-    assert _same_logits(ours, theirs, _input(1, 3, 224, 224)) < 1e-10
+    assert same_logits(ours, theirs, input64(1, 3, 224, 224)) < 1e-10
 
 
 def test_reduced_swin_equals_timm_with_padding_in_every_stage():
@@ -76,11 +64,11 @@ def test_reduced_swin_equals_timm_with_padding_in_every_stage():
     rolls the unpadded grid and pads after it (``shift_before_pad``); the other order differs."""
     small = {"embed_dim": 32, "num_heads": (1, 2, 4), "depths": (2, 1, 2)}
     theirs = _timm(img_size=112, window_size=6, **small).double().eval()
-    x = _input(1, 3, 112, 112)
-    ours = _load(create_model("swin_t_in1k", window_size=(1, 6, 6), shift_before_pad=True, **small), theirs, "swin")
-    assert _same_logits(ours, theirs, x) < 1e-10
-    other = _load(create_model("swin_t_in1k", window_size=(1, 6, 6), **small), theirs, "swin")
-    assert _same_logits(other, theirs, x) > 1e-4
+    x = input64(1, 3, 112, 112)
+    ours = load_exact(create_model("swin_t_in1k", window_size=(1, 6, 6), shift_before_pad=True, **small), theirs, "swin")
+    assert same_logits(ours, theirs, x) < 1e-10
+    other = load_exact(create_model("swin_t_in1k", window_size=(1, 6, 6), **small), theirs, "swin")
+    assert same_logits(other, theirs, x) > 1e-4
 
 
 def test_microsoft_layout_loads():
@@ -91,8 +79,8 @@ def test_microsoft_layout_loads():
         for s in (1, 2, 3):
             key = key.replace(f"layers.{s}.downsample", f"layers.{s - 1}.downsample")
         old[key.replace("head.fc.", "head.")] = value
-    ours = _load(create_model("swin_t_in1k", **SMALL), {"model": old}, "swin")
-    assert _same_logits(ours, theirs, _input(1, 3, 224, 224)) < 1e-10
+    ours = load_exact(create_model("swin_t_in1k", **SMALL), {"model": old}, "swin")
+    assert same_logits(ours, theirs, input64(1, 3, 224, 224)) < 1e-10
 
 
 # ------------------------------------------------------------------------------------- torchvision 2-D Swin
@@ -100,20 +88,20 @@ def test_microsoft_layout_loads():
 
 def test_reduced_swin_equals_torchvision():
     theirs = _tv2d(*(v[0] for v in TV_SMALL))
-    ours = _load(create_model("swin_t_in1k", **SMALL), theirs, "torchvision_swin")
+    ours = load_exact(create_model("swin_t_in1k", **SMALL), theirs, "torchvision_swin")
     assert _params(ours) == _params(theirs)
-    assert _same_logits(ours, theirs, _input(1, 3, 224, 224)) < 1e-10
+    assert same_logits(ours, theirs, input64(1, 3, 224, 224)) < 1e-10
 
 
 def test_torchvision_window_rule_on_small_images():
     """64 px: grids 16, 8, 4, 2. torchvision keeps 7 x 7 windows (padding 4 and 2 up to 7); ``shrink_window=False``
     reproduces it. timm's and Video Swin's rule (windows shrink to 4 and 2) gives other logits."""
     theirs = _tv2d(*(v[0] for v in TV_SMALL))
-    x = _input(2, 3, 64, 64)
-    ours = _load(create_model("swin_t_in1k", shrink_window=False, **SMALL), theirs, "torchvision_swin")
-    assert _same_logits(ours, theirs, x) < 1e-10
-    shrinking = _load(create_model("swin_t_in1k", **SMALL), theirs, "torchvision_swin")
-    assert _same_logits(shrinking, theirs, x) > 1e-4
+    x = input64(2, 3, 64, 64)
+    ours = load_exact(create_model("swin_t_in1k", shrink_window=False, **SMALL), theirs, "torchvision_swin")
+    assert same_logits(ours, theirs, x) < 1e-10
+    shrinking = load_exact(create_model("swin_t_in1k", **SMALL), theirs, "torchvision_swin")
+    assert same_logits(shrinking, theirs, x) > 1e-4
 
 
 # ----------------------------------------------------------------------------------- torchvision Video Swin
@@ -128,9 +116,9 @@ def test_torchvision_window_rule_on_small_images():
 )
 def test_reduced_video_swin_equals_torchvision(window, frames):
     theirs = _tv3d(*(v[0] for v in TV_SMALL), window=window)
-    ours = _load(create_model("swin3d_t_32x2", window_size=window, **SMALL), theirs, "torchvision_swin3d")
+    ours = load_exact(create_model("swin3d_t_32x2", window_size=window, **SMALL), theirs, "torchvision_swin3d")
     assert _params(ours) == _params(theirs)
-    assert _same_logits(ours, theirs, _input(2, 3, frames, 64, 64)) < 1e-10
+    assert same_logits(ours, theirs, input64(2, 3, frames, 64, 64)) < 1e-10
 
 
 # ------------------------------------------------------------------------------------------ parameter counts
@@ -162,11 +150,11 @@ def test_published_parameter_counts_equal_the_references(name):
 def test_published_sizes_equal_the_references(name):
     timm_name, tv_name = PUBLISHED[name]
     video = tv_name.startswith("swin3d")
-    x = _input(1, 3, 8, 224, 224) if video else _input(1, 3, 224, 224)  # 8 frames: T' = 4 shrinks the window
+    x = input64(1, 3, 8, 224, 224) if video else input64(1, 3, 224, 224)  # 8 frames: T' = 4 shrinks the window
     refs = [randomize_(ref, seed=5) for ref in _reference(timm_name, tv_name)]
     for ref, fmt in zip(refs, ["torchvision_swin3d" if video else "torchvision_swin", "swin"]):
-        ours = _load(create_model(name), ref, fmt)
-        assert _same_logits(ours, ref, x) < 1e-6
+        ours = load_exact(create_model(name), ref, fmt)
+        assert same_logits(ours, ref, x) < 1e-6
 
 
 # ------------------------------------------------------------------------------------- image -> video
@@ -174,7 +162,7 @@ def test_published_sizes_equal_the_references(name):
 
 def test_image_input_is_a_one_frame_clip():
     model = create_model("swin_t_in1k", **SMALL).double().eval()
-    x = _input(1, 3, 64, 64)
+    x = input64(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(x), model(x.unsqueeze(2)), rtol=0, atol=0)
 
@@ -196,7 +184,7 @@ def test_centre_inflation_keeps_one_frame_clips_and_static_clips_equal_to_the_im
     image, video, adapted = _inflated("centre")
     assert "patch_embed.proj.weight: [32, 3, 1, 4, 4] -> [32, 3, 2, 4, 4]" in adapted
     assert "layers.0.blocks.0.attn.relative_position_bias_table: [169, 1] -> [2535, 1]" in adapted
-    small, large = _input(2, 3, 64, 64), _input(1, 3, 224, 224)
+    small, large = input64(2, 3, 64, 64), input64(1, 3, 224, 224)
     with torch.no_grad():
         assert rel_l2(video(small.unsqueeze(2)), image(small)) < 1e-12
         assert rel_l2(video(large.unsqueeze(2).expand(-1, -1, 4, -1, -1)), image(large)) < 1e-12
@@ -207,7 +195,7 @@ def test_average_inflation_keeps_static_clips_but_not_one_frame_clips():
     """Spread over the two taps (w / 2 each), a static clip sees the whole kernel; a one-frame clip, zero-padded,
     sees half of it and differs (the reference's padding, not a bug)."""
     image, video, _ = _inflated("average")
-    small, large = _input(2, 3, 64, 64), _input(1, 3, 224, 224)
+    small, large = input64(2, 3, 64, 64), input64(1, 3, 224, 224)
     with torch.no_grad():
         assert rel_l2(video(large.unsqueeze(2).expand(-1, -1, 4, -1, -1)), image(large)) < 1e-12
         assert rel_l2(video(small.unsqueeze(2)), image(small)) > 1e-3
@@ -216,7 +204,7 @@ def test_average_inflation_keeps_static_clips_but_not_one_frame_clips():
 def test_bias_table_interpolation_equals_timm_and_unknown_windows_are_refused():
     from timm.layers.pos_embed_rel import resize_rel_pos_bias_table_simple
 
-    table = _input(169, 3)
+    table = input64(169, 3)
     expected = resize_rel_pos_bias_table_simple(table, (12, 12), (23 * 23, 3))
     torch.testing.assert_close(resize_bias_table(table, (1, 23, 23)), expected, rtol=0, atol=1e-12)
     video = resize_bias_table(table, (15, 23, 23))  # 2-D window 7 -> 8 x 12 x 12: interpolated, then repeated
@@ -236,7 +224,7 @@ def test_bias_table_interpolation_equals_timm_and_unknown_windows_are_refused():
 def test_fused_attention_equals_explicit_outputs_and_gradients():
     """SDPA with (bias + mask) as its additive mask == the explicit reference, in float64, with shifted and
     padded windows (window 6 on 64 px: 16 -> 18) and a window shrunk in time."""
-    x = _input(2, 3, 4, 64, 64)
+    x = input64(2, 3, 4, 64, 64)
     results = []
     for impl in ("sdpa", "math"):
         torch.manual_seed(0)
@@ -254,7 +242,7 @@ def test_fused_attention_equals_explicit_outputs_and_gradients():
 
 
 def test_activation_checkpointing_gives_the_same_gradients():
-    x = _input(1, 3, 2, 32, 32).float()
+    x = input64(1, 3, 2, 32, 32).float()
     grads = []
     for ckpt in (False, True):
         model = randomize_(create_model("swin3d_t_32x2", act_checkpoint=ckpt, drop_path_rate=0.0, **SMALL), 6).train()
