@@ -69,10 +69,12 @@ def _cfg(path: str, *opts: str):
 
 def test_every_config_is_covered():
     found = {str(p.relative_to(ROOT / "configs")) for p in (ROOT / "configs").rglob("*.yaml")}
+    from tests.models import test_pyramid_configs as pyramid
     from tests.models import test_windowed_configs as windowed
 
     covered = set(CONFIG_VARIANTS) | set(VARIANT_CONFIGS) | set(INFLATED_CONFIGS) | set(TOY_CONFIGS)
     covered |= set(windowed.VARIANT_CONFIGS) | set(windowed.TOY_CONFIGS)
+    covered |= set(pyramid.VARIANT_CONFIGS) | set(pyramid.INFLATED) | set(pyramid.TOY_CONFIGS)
     assert found == covered, f"configs without a test: {sorted(found - covered)}; missing: {sorted(covered - found)}"
 
 
