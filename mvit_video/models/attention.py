@@ -225,6 +225,17 @@ def resolve_attention(impl: str, x: torch.Tensor) -> str:
     return "sdpa"
 
 
+def resolve_biased_attention(impl: str, x: torch.Tensor, bias: torch.Tensor) -> str:
+    """``resolve_attention`` for attention with a learned additive bias (``bias``: the mask SDPA would get). On a
+    CPU, SDPA's fused kernels give no gradient for ``attn_mask``: when one is needed, SDPA falls back to its own
+    unfused path with a NaN-safe softmax (extra passes over every score) that is slower than the plain path, so
+    "auto" takes the plain path there."""
+    chosen = resolve_attention(impl, x)
+    if impl == "auto" and chosen == "sdpa" and x.device.type == "cpu" and bias.requires_grad:
+        return "math"
+    return chosen
+
+
 def _make_pool(mode: str, kernel: Sequence[int], stride: Sequence[int], channels: int) -> Optional[nn.Module]:
     """The Q/K/V pooling operator, or None where kernel and stride are both 1 (no pooling)."""
     if len(kernel) == 0 or (all(k == 1 for k in kernel) and all(s == 1 for s in stride)):

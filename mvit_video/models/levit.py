@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import THW, resolve_attention
+from .attention import THW, resolve_biased_attention
 from .layers import DropPath
 from .registry import register_model
 
@@ -229,7 +229,7 @@ class OffsetBiasAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q (B, heads, Nq, dk), k (B, heads, Nk, dk), v (B, heads, Nk, dv) -> (B, Nq, heads * dv)."""
         bias = self.attention_bias().to(q.dtype)
-        if resolve_attention(self.impl, q) == "sdpa":
+        if resolve_biased_attention(self.impl, q, bias) == "sdpa":
             # a 4-D mask (1, heads, Nq, Nk): the fused kernels take a 3-D one much more slowly
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None], scale=self.scale)
         else:

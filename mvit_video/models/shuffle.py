@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import resolve_attention
+from .attention import resolve_attention, resolve_biased_attention
 from .layers import DropPath
 from .layers.embedding import pad_time_to
 from .layers.window import bias_table_size, fit_window, relative_position_index
@@ -195,7 +195,8 @@ def _from_windows(x: torch.Tensor, window: THW, grid: THW, shuffled: bool) -> to
 def _attend(q, k, v, bias: torch.Tensor | None, impl: str, dropout: float) -> torch.Tensor:
     """``softmax(q k^T / sqrt(d) + bias) v`` over (B, heads, N, d): fused (SDPA, the bias as an additive mask) or
     explicit."""
-    if resolve_attention(impl, q) == "sdpa":
+    kernel = resolve_attention(impl, q) if bias is None else resolve_biased_attention(impl, q, bias)
+    if kernel == "sdpa":
         # a 4-D mask (1, heads, N, N): the fused kernels take a 3-D one much more slowly
         return F.scaled_dot_product_attention(q, k, v, attn_mask=None if bias is None else bias[None],
                                               dropout_p=dropout)  # fmt: skip

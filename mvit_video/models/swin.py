@@ -44,15 +44,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import resolve_attention
+from .attention import resolve_biased_attention
 from .layers import DropPath, Mlp
 from .layers.window import (
     THW,
     bias_table_size,
+    cached_shift_window_mask,
     fit_window,
     pad_to_windows,
     relative_position_index,
-    shift_window_mask,
     window_partition,
     window_reverse,
 )
@@ -181,22 +181,28 @@ class WindowAttention(nn.Module):
         """(heads, N, N) bias of a (possibly shrunk) window: Video Swin's cut of the full window's index."""
         n = math.prod(window)
         index = self.relative_position_index[:n, :n].reshape(-1)
-        return self.relative_position_bias_table[index].view(n, n, -1).permute(2, 0, 1)
+        return self.relative_position_bias_table[index].view(n, n, -1).permute(2, 0, 1).contiguous()
 
     def _attend(self, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None, batch: int) -> torch.Tensor:
         """Windows (B * nW, N, C) -> attended (B * nW, N, C); ``mask`` (nW, N, N) or None."""
         Bw, N, C = x.shape
         # (B*nW, N, 3C) -> (3, B*nW, heads, N, C/heads)
         qkv = self.qkv(x).reshape(Bw, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        # the additive mask as SDPA's fused CPU/GPU kernels take it fastest: 4-D, (1, heads, N, N) broadcast over the
-        # windows, or with the shift mask one (heads, N, N) per window of every clip (windows are clip-major)
-        additive = bias[None] if mask is None else (bias[None] + mask[:, None]).repeat(batch, 1, 1, 1)
+        q, k, v = qkv.unbind(0)  # one stacked gradient in the backward pass (three selects zero-fill three)
+        # bias and shift mask as one additive term: (1, heads, N, N), or (nW, heads, N, N) for the windows of a clip
+        additive = bias[None] if mask is None else bias[None] + mask[:, None]
         dropout = self.attn_drop if self.training else 0.0
-        if resolve_attention(self.impl, q) == "sdpa":
+        if resolve_biased_attention(self.impl, q, additive) == "sdpa":
+            # SDPA's fused CPU/GPU kernels take the mask fastest as one 4-D tensor: (1, heads, N, N) broadcast over
+            # the windows, or one (heads, N, N) per window of every clip (windows are clip-major)
+            additive = additive if mask is None else additive.repeat(batch, 1, 1, 1)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive.to(q.dtype), dropout_p=dropout)
         else:
-            attn = (q * (C // self.heads) ** -0.5) @ k.transpose(-2, -1) + additive
+            attn = (q * (C // self.heads) ** -0.5) @ k.transpose(-2, -1)  # (B*nW, heads, N, N)
+            if mask is None or batch == 1:  # the term broadcasts over the windows as they are: add in place
+                attn = attn.add_(additive)  # (the matmul's backward needs its inputs, not this output)
+            else:  # one term per window of a clip, broadcast over the clips: (B, nW, heads, N, N)
+                attn = (attn.unflatten(0, (batch, -1)) + additive).flatten(0, 1)
             out = F.dropout(attn.softmax(dim=-1), dropout, training=dropout > 0) @ v
         # (B*nW, heads, N, C/heads) -> (B*nW, N, C)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(Bw, N, C)))
@@ -205,23 +211,27 @@ class WindowAttention(nn.Module):
         """(B, T, H, W, C) -> (B, T, H, W, C)."""
         grid = tuple(x.shape[1:4])
         window, shift = self.window_and_shift(grid)
-        shifted = any(shift)
-        roll = tuple(-s for s in shift)
-        if shifted and self.shift_before_pad:
-            x = torch.roll(x, roll, dims=(1, 2, 3))
+        # only the axes that shift are rolled, and only padded grids are cut back (a cut, even of the full extent,
+        # costs a zero-filled gradient and a copy per axis in the backward pass)
+        axes = tuple(axis + 1 for axis, s in enumerate(shift) if s)
+        back = tuple(shift[axis - 1] for axis in axes)
+        forth = tuple(-s for s in back)
+        if axes and self.shift_before_pad:
+            x = torch.roll(x, forth, dims=axes)
         x = pad_to_windows(x, window)
         padded = tuple(x.shape[1:4])
-        if shifted and not self.shift_before_pad:
-            x = torch.roll(x, roll, dims=(1, 2, 3))
-        mask = shift_window_mask(padded, window, shift, x.device, x.dtype) if shifted else None
+        if axes and not self.shift_before_pad:
+            x = torch.roll(x, forth, dims=axes)
+        mask = cached_shift_window_mask(padded, window, shift, x.device, x.dtype) if axes else None
         out = self._attend(window_partition(x, window), self._bias(window), mask, x.shape[0])
         x = window_reverse(out, window, padded)
-        if shifted and not self.shift_before_pad:
-            x = torch.roll(x, shift, dims=(1, 2, 3))
-        x = x[:, : grid[0], : grid[1], : grid[2]]
-        if shifted and self.shift_before_pad:
-            x = torch.roll(x, shift, dims=(1, 2, 3))
-        return x.contiguous()
+        if axes and not self.shift_before_pad:
+            x = torch.roll(x, back, dims=axes)
+        if padded != grid:
+            x = x[:, : grid[0], : grid[1], : grid[2]].contiguous()
+        if axes and self.shift_before_pad:
+            x = torch.roll(x, back, dims=axes)
+        return x
 
 
 class SwinBlock(nn.Module):

@@ -11,6 +11,7 @@ from mvit_video.models.attention import (
     rel_pos_key_codes,
     rel_pos_query_terms,
     resolve_attention,
+    resolve_biased_attention,
 )
 from mvit_video.models.mvit import MViT
 from mvit_video.models.stats import count_flops
@@ -94,3 +95,13 @@ def test_auto_picks_reference_in_float64_and_for_flop_counting():
     torch.manual_seed(0)
     auto, math_model = MViT(tiny_v2()), MViT(tiny_v2(attention="math"))
     assert count_flops(auto) == count_flops(math_model) > 0  # fvcore sees the same matmuls
+
+
+def test_auto_takes_the_plain_path_where_a_learned_bias_needs_its_gradient_on_a_cpu():
+    """SDPA on a CPU gives no gradient for its mask through the fused kernels (it falls back to its own slower
+    unfused path), so "auto" takes the plain path there; without a gradient, and when asked for, it stays SDPA."""
+    q, bias = torch.zeros(1, 1, 4, 8), torch.zeros(1, 1, 4, 4, requires_grad=True)
+    assert resolve_biased_attention("auto", q, bias) == "math"
+    assert resolve_biased_attention("auto", q, bias.detach()) == "sdpa"
+    assert resolve_biased_attention("sdpa", q, bias) == "sdpa"
+    assert resolve_biased_attention("auto", q.double(), bias.detach()) == "math"

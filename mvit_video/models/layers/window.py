@@ -4,6 +4,8 @@ grid into windows (padding, partition, reverse, the shifted-window mask)."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 THW = tuple[int, int, int]
@@ -77,3 +79,10 @@ def shift_window_mask(grid: THW, window: THW, shift: THW, device=None, dtype=Non
     regions = window_partition(labels[None, ..., None], window).squeeze(-1)  # (nW, N)
     diff = regions[:, None, :] - regions[:, :, None]
     return diff.masked_fill(diff != 0, -100.0).masked_fill(diff == 0, 0.0)
+
+
+@functools.lru_cache(maxsize=16)
+def cached_shift_window_mask(grid: THW, window: THW, shift: THW, device=None, dtype=None) -> torch.Tensor:
+    """``shift_window_mask``, built once per grid, window, shift, device and dtype (every shifted block of a stage
+    uses the same one, at every step). Callers must not modify it in place."""
+    return shift_window_mask(grid, window, shift, device, dtype)
