@@ -10,21 +10,46 @@ import torch
 from mvit_video.config import load_config
 from mvit_video.engine.init_checkpoint import init_from_checkpoint
 from mvit_video.models import build_model, create_model, model_config, model_config_from_cfg
+from mvit_video.models.families import get_family
 from mvit_video.models.info import describe
 from tests.conftest import ROOT
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 # config -> (registered variant, fields its recipe sets on top of the variant)
-VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {}
+VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {
+    "IN1K/LEVIT_128S.yaml": ("levit_128s_in1k", {}),
+    "IN1K/COAT_LITE_TI.yaml": ("coat_lite_ti_in1k", {}),
+    "IN1K/COAT_TI.yaml": ("coat_ti_in1k", {}),
+}
 # ImageNet evaluation: (crop ratio, mean, std), bicubic. Every official code of these families evaluates with DeiT's
 # transform (short side to 256 for a 224 crop), whatever timm's pretrained_cfg says (0.9).
-IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {}
+IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {
+    "IN1K/LEVIT_128S.yaml": (0.875, *IMAGENET),  # facebookresearch/LeViT (DeiT's datasets.py)
+    "IN1K/COAT_LITE_TI.yaml": (0.875, *IMAGENET),  # mlpc-ucsd/CoaT src/datasets.py
+    "IN1K/COAT_TI.yaml": (0.875, *IMAGENET),
+}
 # K400 config -> (image variant it starts from, its IN1K config, config options that shrink it for the test,
 # create_model arguments of the same shrunk image model, fields the video config sets on top of the variant)
-INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {}
+_K400 = {"num_classes": 400, "input_size": (16, 224, 224)}
+INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {
+    "K400/LEVIT_128S_16x4.yaml": ("levit_128s_in1k", "IN1K/LEVIT_128S.yaml", ("LEVIT.DEPTHS", "[1, 1, 1]"),
+                                  {"depths": (1, 1, 1)},
+                                  {**_K400, "stem_time_kernel": (3, 1, 1, 1), "stem_time_stride": (2, 1, 1, 1),
+                                   "shrink_time_stride": (2, 2)}),
+    "K400/COAT_LITE_TI_16x4.yaml": ("coat_lite_ti_in1k", "IN1K/COAT_LITE_TI.yaml",
+                                    ("COAT.SERIAL_DEPTHS", "[1, 1, 1, 1]"), {"serial_depths": (1, 1, 1, 1)},
+                                    {**_K400, "patch_time_kernel": (2, 1, 1, 1), "patch_time_stride": (2, 1, 1, 1),
+                                     "cpe_time_kernel": 3, "crpe_time_kernel": 3}),
+}  # fmt: skip
 # config -> (parameters, GFLOPs: fvcore, batch 1, one image or view), measured with tools/model_info.py
-COUNTS: dict[str, tuple[int, float]] = {}
+COUNTS: dict[str, tuple[int, float]] = {
+    "IN1K/LEVIT_128S.yaml": (7_777_058, 0.31),
+    "IN1K/COAT_LITE_TI.yaml": (5_721_960, 1.60),
+    "IN1K/COAT_TI.yaml": (5_498_540, 4.34),
+    "K400/LEVIT_128S_16x4.yaml": (7_343_384, 2.70),
+    "K400/COAT_LITE_TI_16x4.yaml": (5_592_336, 13.28),
+}
 IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
 # toy configs of these families (trained in tests/engine/)
 TOY_CONFIGS: tuple[str, ...] = ()
@@ -72,14 +97,18 @@ def test_k400_config_starts_from_inflated_image_weights(tmp_path, path, name, im
     video = build_model(cfg)
     assert init_from_checkpoint(cfg, video, None, None) == 0
     ours, theirs = video.state_dict(), image.state_dict()
-    heads = [k for k in theirs if k.startswith(("head.", "head_dist.")) and k.endswith("weight") and theirs[k].ndim]
-    assert heads and all(ours[k].shape[0] == 400 for k in heads)
+    classifier = get_family(cfg.MODEL.ARCH).head_keys  # the tensors a new head replaces
+    assert all(ours[k].shape[0] == 400 and theirs[k].shape[0] == 1000 for k in classifier if k in theirs)
     inflated = 0
     for key, value in theirs.items():
-        if key.startswith(("head.", "head_dist.")) or key.endswith("num_batches_tracked"):
+        if key in classifier or key.endswith("num_batches_tracked"):
             continue
         new = ours[key]
-        if new.shape != value.shape:  # a time axis of size kt: the image kernel / kt on every tap
+        if key.endswith("attention_biases") and new.shape != value.shape:  # LeViT: (heads, H W) -> (heads, T H W)
+            copies = new.shape[1] // value.shape[1]  # the 2-D table for every |dt| (|dt|-major)
+            torch.testing.assert_close(new, value.repeat(1, copies), rtol=0, atol=0, msg=key)
+            inflated += 1
+        elif new.shape != value.shape:  # a time axis of size kt: the image kernel / kt on every tap
             kernel = value if value.ndim == new.ndim else value.unsqueeze(2)  # (O, I, [1,] kh, kw)
             assert kernel.shape[2] == 1 and kernel.shape[:2] + kernel.shape[3:] == new.shape[:2] + new.shape[3:], key
             taps = new.shape[2]
