@@ -4,6 +4,7 @@
 - Image ViT variants: timm's model of the same name (CPVT has none in timm: DeiT-Ti without position embedding plus
   timm's Twins ``PosConv`` after the first block, the reference ``tests/models/test_vit.py`` checks it against).
 - Swin: timm's ``swin_tiny_patch4_window7_224`` for 2-D Swin-T, torchvision's ``swin3d_t`` for Video Swin-T.
+- LeViT, CoaT: timm's ``levit_128s``, ``coat_lite_tiny``, ``coat_tiny``.
 - Video ViT variants: HF transformers ``*ForVideoClassification`` with the published checkpoint's config; they take
   (B, T, C, H, W) clips, so they get their own contiguous copy of the input in that layout.
 
@@ -132,6 +133,9 @@ TWINS: dict[str, Twin] = {
     "vivit_b_32x2": Twin("transformers", "VivitForVideoClassification", HF_CLIP, _hf("Vivit", num_frames=32)),
     "swin_t_in1k": Twin("timm", "swin_tiny_patch4_window7_224", IMAGE, _timm("swin_tiny_patch4_window7_224")),
     "swin3d_t_32x2": Twin("torchvision", "swin3d_t", CLIP, _torchvision("swin3d_t")),
+    "levit_128s_in1k": Twin("timm", "levit_128s", IMAGE, _timm("levit_128s")),
+    "coat_lite_ti_in1k": Twin("timm", "coat_lite_tiny", IMAGE, _timm("coat_lite_tiny")),
+    "coat_ti_in1k": Twin("timm", "coat_tiny", IMAGE, _timm("coat_tiny")),
 }
 
 
@@ -142,6 +146,8 @@ def attention_kernel(reference: nn.Module, twin: Twin) -> str:
     if twin.library == "timm":
         from timm.layers import use_fused_attn
 
-        explicit = "cait" in twin.name  # talking heads: an explicit map in timm too (class attention is fused)
+        # explicit in timm too: CaiT's talking heads (its class attention is fused), LeViT's biased attention; CoaT's
+        # factorised attention has no attention map at all (reported as explicit)
+        explicit = any(name in twin.name for name in ("cait", "levit", "coat"))
         return "eager" if explicit else ("sdpa" if use_fused_attn() else "eager")
     return "eager"  # torchvision's MViT and Video Swin: explicit logits plus the rel-pos bias (and shift mask)
