@@ -25,10 +25,12 @@ model is the official CeiT applied to one frame; the time options make it a vide
   last token, after ``norm``, feeds ``head``. ``lca=False`` classifies from the last block's cls token after ``norm``
   (DeiT).
 
-Image weights in a video model (``load_pretrained(..., inflate=...)``): the stem conv and the LeFF's depthwise conv
-are zero-padded in time, so only ``inflate="centre"`` keeps a static clip (every frame the same) and a one-frame clip
-equal to the image model; max pooling pads with -inf and passes both exactly; the position table is repeated over the
-T' token frames.
+Image weights in a video model (``load_pretrained(..., inflate=...)``): 2-D kernels are inflated and the position
+table is repeated over the T' token frames. With ``inflate="centre"`` a one-frame clip equals the image model (the
+zero-padded taps of the stem conv and the LeFF's depthwise conv see nothing; max pooling pads with -inf), and so does a
+static clip (every frame the same) whose token grid has one frame. With T' > 1 a static clip cannot, whatever the
+inflation: every patch key appears T' times in the attention softmax but the cls key once. ``inflate="average"`` (I3D)
+also gives the zero-padded first and last frames part of each kernel.
 
 State-dict names are the official ones (``i2t.backbone.{conv,bn}``, ``i2t.proj``, ``cls_token``, ``pos_embed``,
 ``blocks.{i}.{norm1, attn.qkv, attn.proj, norm2, leff.{conv1,bn1,conv2,bn2,conv3,bn3}}``, ``lca.{norm1, attn.qkv,

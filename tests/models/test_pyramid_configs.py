@@ -16,15 +16,26 @@ from tests.conftest import ROOT
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 # config -> (registered variant, fields its recipe sets on top of the variant)
-VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {}
+VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {
+    "IN1K/CEIT_T.yaml": ("ceit_t_in1k", {"drop_path_rate": 0.1}),
+}
 # ImageNet evaluation: (crop ratio, mean, std), bicubic. Every official code of these families evaluates with DeiT's
 # transform (short side to 256 for a 224 crop), whatever timm's pretrained_cfg says (0.9).
-IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {}
+IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {
+    "IN1K/CEIT_T.yaml": (0.875, *IMAGENET),  # coeusguo/ceit datasets.py (DeiT's build_transform)
+}
 # K400 config -> (image variant it starts from, its IN1K config, config options that shrink it for the test,
 # create_model arguments of the same shrunk image model, fields the video config sets on top of the variant)
-INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {}
+INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {
+    "K400/CEIT_T_16x4.yaml": ("ceit_t_in1k", "IN1K/CEIT_T.yaml", ("CEIT.DEPTH", "2"), {"depth": 2},
+                              {"num_classes": 400, "input_size": (16, 224, 224), "stem_time_kernel": 3,
+                               "stem_time_stride": 2, "leff_time_kernel": 3, "drop_path_rate": 0.1}),
+}  # fmt: skip
 # config -> (parameters, GFLOPs: fvcore, batch 1, one image or view), measured with tools/model_info.py
-COUNTS: dict[str, tuple[int, float]] = {}
+COUNTS: dict[str, tuple[int, float]] = {
+    "IN1K/CEIT_T.yaml": (6_356_904, 1.41),
+    "K400/CEIT_T_16x4.yaml": (6_689_232, 23.32),
+}
 IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
 # toy configs of these families (trained in tests/engine/)
 TOY_CONFIGS: tuple[str, ...] = ()
@@ -62,7 +73,8 @@ def test_k400_config_is_the_image_architecture_on_clips(path, name, image_path, 
 @pytest.mark.parametrize("path,name,image_path,opts,reduced,changes", [(k, *v) for k, v in INFLATED.items()])
 def test_k400_config_starts_from_inflated_image_weights(tmp_path, path, name, image_path, opts, reduced, changes):
     """Every tensor of the (shrunk) image checkpoint loads; a kernel that gained a time axis of kt taps holds the
-    image kernel / kt on every tap (TRAIN.CHECKPOINT_INFLATE: PySlowFast's I3D rule), every other tensor is copied
+    image kernel / kt on every tap (TRAIN.CHECKPOINT_INFLATE: PySlowFast's I3D rule), a learned position table that
+    gained token frames keeps its prefix rows and repeats the image grid on every frame, every other tensor is copied
     unchanged, and the 1000-class head is replaced by a 400-class one."""
     torch.manual_seed(0)
     image = create_model(name, **reduced)
@@ -75,11 +87,17 @@ def test_k400_config_starts_from_inflated_image_weights(tmp_path, path, name, im
     heads = [k for k in theirs if k.startswith(("head.", "head_dist.")) and k.endswith("weight") and theirs[k].ndim]
     assert heads and all(ours[k].shape[0] == 400 for k in heads)
     inflated = 0
+    tables = video.position_tables()
     for key, value in theirs.items():
         if key.startswith(("head.", "head_dist.")) or key.endswith("num_batches_tracked"):
             continue
         new = ours[key]
-        if new.shape != value.shape:  # a time axis of size kt: the image kernel / kt on every tap
+        if new.shape != value.shape and key in tables:  # (1, prefix + H W, C) -> (1, prefix + T' H W, C)
+            prefix, (t, h, w) = tables[key]
+            torch.testing.assert_close(new[:, :prefix], value[:, :prefix], rtol=0, atol=0, msg=key)
+            grid = new[0, prefix:].reshape(t, h * w, -1)
+            torch.testing.assert_close(grid, value[0, prefix:].expand(t, -1, -1), rtol=0, atol=1e-6, msg=key)
+        elif new.shape != value.shape:  # a time axis of size kt: the image kernel / kt on every tap
             kernel = value if value.ndim == new.ndim else value.unsqueeze(2)  # (O, I, [1,] kh, kw)
             assert kernel.shape[2] == 1 and kernel.shape[:2] + kernel.shape[3:] == new.shape[:2] + new.shape[3:], key
             taps = new.shape[2]
