@@ -45,6 +45,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -158,6 +159,16 @@ class CeiTConfig:
         return (-(-t // self.tubelet_size), h // self.patch_size, w // self.patch_size)
 
 
+def _grid(tokens: torch.Tensor, thw: THW) -> torch.Tensor:
+    """(B, THW, C) tokens -> a (B, C, T, H, W) view of them (channels-last 3-D memory)."""
+    return tokens.reshape(tokens.shape[0], *thw, tokens.shape[2]).permute(0, 4, 1, 2, 3)
+
+
+def _tokens(grid: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, THW, C) (a view when the grid is channels-last)."""
+    return grid.flatten(2).transpose(1, 2)
+
+
 class ConvPoolStem(nn.Module):
     """The I2T ``backbone``: ``conv`` (kt, 7, 7) stride (st, 2, 2) without bias, ``bn``, ``maxpool`` (kp, 3, 3)
     stride (sp, 2, 2); no activation (the official ``Image2Tokens``)."""
@@ -170,6 +181,7 @@ class ConvPoolStem(nn.Module):
         self.maxpool = nn.MaxPool3d((kp, 3, 3), (cfg.pool_time_stride, 2, 2), (kp // 2, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last_3d)  # the layout of the fast CPU conv / pool kernels
         return self.maxpool(self.bn(self.conv(x)))  # (B, C, T, H, W) -> (B, 64, T', H/4, W/4)
 
 
@@ -220,13 +232,13 @@ class LeFF(nn.Module):
 
     def forward(self, x: torch.Tensor, thw: THW) -> torch.Tensor:
         cls, tokens = x[:, :1], x[:, 1:]
-        B, N, C = tokens.shape
-        # (B, THW, C) -> (B, C, T, H, W)
-        grid = tokens.transpose(1, 2).reshape(B, C, *thw)
-        grid = self.act(self.bn1(self.conv1(grid)))
+        # the 1 x 1 x 1 convs act on channels-last tokens as the linear maps they are; the grid in between is a
+        # channels-last view (B, C', T, H, W) (fast depthwise conv, no copies)
+        grid = _grid(F.linear(tokens, self.conv1.weight.flatten(1), self.conv1.bias), thw)
+        grid = self.act(self.bn1(grid))
         grid = self.act(self.bn2(self.conv2(grid)))
-        grid = self.bn3(self.conv3(grid))
-        return torch.cat((cls, grid.flatten(2).transpose(1, 2)), dim=1)
+        out = F.linear(_tokens(grid), self.conv3.weight.flatten(1), self.conv3.bias)
+        return torch.cat((cls, _tokens(self.bn3(_grid(out, thw)))), dim=1)
 
 
 class CeiTBlock(nn.Module):

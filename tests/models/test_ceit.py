@@ -21,6 +21,7 @@ The official facts used (coeusguo/ceit ``ceit_model.py``):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -287,6 +288,12 @@ ONE_TOKEN_FRAME = {"depth": 3, "input_size": (4, 64, 64), "stem_time_kernel": 3,
                    "pool_time_kernel": 3, "pool_time_stride": 2, "leff_time_kernel": 3}  # fmt: skip
 
 
+@functools.cache
+def _small_state() -> dict[str, torch.Tensor]:
+    """One random official-layout state of the reduced model, shared by the inflation tests (read only)."""
+    return random_state(official_layout(depth=3, grid=4), seed=6)
+
+
 def _inflated(state: dict, inflate: str, **kw) -> CeiT:
     video = create_model("ceit_t_in1k", **kw).double()
     report = load_pretrained(video, state, inflate=inflate)
@@ -299,7 +306,7 @@ def test_centre_inflated_video_model_equals_the_image_model_on_one_frame_clips()
     dwconv 3 frames; 8 frames -> 2 x 4 x 4 tokens): every 2-D kernel inflated onto its centre (the tubelet on its
     first tap), the position table repeated over the token frames; a one-frame clip (zero-padded in time, -inf for
     the pool) gives the official image forward."""
-    state = random_state(official_layout(depth=3, grid=4), seed=6)
+    state = _small_state()
     video = create_model("ceit_t_in1k", **VIDEO).double()
     assert video.patch_dims == (2, 4, 4)
     report = load_pretrained(video, state, inflate="centre")
@@ -318,7 +325,7 @@ def test_centre_inflated_static_clip_equals_the_image_model_when_it_has_one_toke
     """A static 4-frame clip through time kernels of 3 (stem conv, max pool, LeFF dwconv) strided to one token frame
     equals the image. With more token frames it cannot, whatever the inflation: every patch key appears T' times in
     the softmax but the cls key once, so the cls token's share of the attention shrinks (as for any cls-token ViT)."""
-    state = random_state(official_layout(depth=3, grid=4), seed=6)
+    state = _small_state()
     x = input64(2, 3, 64, 64)
     expected = official_forward(x, state, depth=3)
     one = _inflated(state, "centre", **ONE_TOKEN_FRAME)
@@ -333,7 +340,7 @@ def test_average_inflation_breaks_static_clips_through_the_padded_time_kernels()
     """I3D (average) inflation spreads each kernel over its taps; the zero-padded first and last frames of the stem
     conv and the LeFF dwconv then see part of it, so even a clip of one token frame no longer equals the image
     (pitfall 6)."""
-    state = random_state(official_layout(depth=3, grid=4), seed=6)
+    state = _small_state()
     video = _inflated(state, "average", **ONE_TOKEN_FRAME)
     x = input64(1, 3, 64, 64)
     with torch.no_grad():
