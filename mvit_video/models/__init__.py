@@ -1,7 +1,8 @@
-"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, PVTv2, LeViT, CoaT),
-named variants, the config adapter and checkpoint loading."""
+"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, PVTv2, LeViT, CoaT,
+CeiT), named variants, the config adapter and checkpoint loading."""
 
 from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
+from .ceit import CeiT, CeiTConfig
 from .coat import CoaT, CoaTConfig
 from .families import FAMILIES, Family, family_of, get_family
 from .levit import LeViT, LeViTConfig
@@ -15,6 +16,8 @@ from .vit import ViTConfig, VisionTransformer
 
 __all__ = [
     "FAMILIES",
+    "CeiT",
+    "CeiTConfig",
     "CheckpointError",
     "CoaT",
     "CoaTConfig",

@@ -5,7 +5,7 @@ Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default), ``v
 section ``VIT`` derived from ``ViTConfig``), ``swin`` (Swin and Video Swin, section ``SWIN`` from ``SwinConfig``),
 ``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``), ``pvt`` (PVTv2, section
 ``PVT`` from ``PVTConfig``), ``levit`` (LeViT, section ``LEVIT`` from ``LeViTConfig``) and ``coat`` (CoaT /
-CoaT-Lite, section ``COAT`` from ``CoaTConfig``).
+CoaT-Lite, section ``COAT`` from ``CoaTConfig``) and ``ceit`` (CeiT, section ``CEIT`` from ``CeiTConfig``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from torch import nn
 
 from ..config import ConfigError
 from ..config.sections import dataclass_kwargs, register_section
+from .ceit import CeiT, CeiTConfig
 from .coat import CoaT, CoaTConfig
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .families import Family, get_family, register_family
+from .formats.ceit import convert_to_ceit
 from .formats.coat import convert_to_coat
 from .formats.levit import convert_to_levit
 from .formats.pvt import convert_to_pvt
@@ -180,6 +182,13 @@ def _coat_state(obj, source: str | None) -> tuple[dict, str]:
 
 
 derived_family("coat", CoaT, CoaTConfig, "COAT", _coat_state, ("head.weight", "head.bias"))
+
+
+def _ceit_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_ceit(unwrap_checkpoint(obj)[0], source)
+
+
+derived_family("ceit", CeiT, CeiTConfig, "CEIT", _ceit_state, ("head.weight", "head.bias"))
 
 
 def model_config_from_cfg(cfg):

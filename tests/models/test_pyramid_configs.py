@@ -21,6 +21,7 @@ VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {
     "IN1K/LEVIT_128S.yaml": ("levit_128s_in1k", {}),
     "IN1K/COAT_LITE_TI.yaml": ("coat_lite_ti_in1k", {}),
     "IN1K/COAT_TI.yaml": ("coat_ti_in1k", {}),
+    "IN1K/CEIT_T.yaml": ("ceit_t_in1k", {"drop_path_rate": 0.1}),
 }
 # ImageNet evaluation: (crop ratio, mean, std), bicubic. Every official code of these families evaluates with DeiT's
 # transform (short side to 256 for a 224 crop), whatever timm's pretrained_cfg says (0.9).
@@ -28,6 +29,7 @@ IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {
     "IN1K/LEVIT_128S.yaml": (0.875, *IMAGENET),  # facebookresearch/LeViT (DeiT's datasets.py)
     "IN1K/COAT_LITE_TI.yaml": (0.875, *IMAGENET),  # mlpc-ucsd/CoaT src/datasets.py
     "IN1K/COAT_TI.yaml": (0.875, *IMAGENET),
+    "IN1K/CEIT_T.yaml": (0.875, *IMAGENET),  # coeusguo/ceit datasets.py (DeiT's build_transform)
 }
 # K400 config -> (image variant it starts from, its IN1K config, config options that shrink it for the test,
 # create_model arguments of the same shrunk image model, fields the video config sets on top of the variant)
@@ -41,6 +43,9 @@ INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {
                                     ("COAT.SERIAL_DEPTHS", "[1, 1, 1, 1]"), {"serial_depths": (1, 1, 1, 1)},
                                     {**_K400, "patch_time_kernel": (2, 1, 1, 1), "patch_time_stride": (2, 1, 1, 1),
                                      "cpe_time_kernel": 3, "crpe_time_kernel": 3}),
+    "K400/CEIT_T_16x4.yaml": ("ceit_t_in1k", "IN1K/CEIT_T.yaml", ("CEIT.DEPTH", "2"), {"depth": 2},
+                              {"num_classes": 400, "input_size": (16, 224, 224), "stem_time_kernel": 3,
+                               "stem_time_stride": 2, "leff_time_kernel": 3, "drop_path_rate": 0.1}),
 }  # fmt: skip
 # config -> (parameters, GFLOPs: fvcore, batch 1, one image or view), measured with tools/model_info.py
 COUNTS: dict[str, tuple[int, float]] = {
@@ -49,6 +54,8 @@ COUNTS: dict[str, tuple[int, float]] = {
     "IN1K/COAT_TI.yaml": (5_498_540, 4.34),
     "K400/LEVIT_128S_16x4.yaml": (7_343_384, 2.70),
     "K400/COAT_LITE_TI_16x4.yaml": (5_592_336, 13.28),
+    "IN1K/CEIT_T.yaml": (6_356_904, 1.41),
+    "K400/CEIT_T_16x4.yaml": (6_689_232, 23.32),
 }
 IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
 # toy configs of these families (trained in tests/engine/)
@@ -87,7 +94,8 @@ def test_k400_config_is_the_image_architecture_on_clips(path, name, image_path, 
 @pytest.mark.parametrize("path,name,image_path,opts,reduced,changes", [(k, *v) for k, v in INFLATED.items()])
 def test_k400_config_starts_from_inflated_image_weights(tmp_path, path, name, image_path, opts, reduced, changes):
     """Every tensor of the (shrunk) image checkpoint loads; a kernel that gained a time axis of kt taps holds the
-    image kernel / kt on every tap (TRAIN.CHECKPOINT_INFLATE: PySlowFast's I3D rule), every other tensor is copied
+    image kernel / kt on every tap (TRAIN.CHECKPOINT_INFLATE: PySlowFast's I3D rule), a learned position table that
+    gained token frames keeps its prefix rows and repeats the image grid on every frame, every other tensor is copied
     unchanged, and the 1000-class head is replaced by a 400-class one."""
     torch.manual_seed(0)
     image = create_model(name, **reduced)
@@ -100,11 +108,18 @@ def test_k400_config_starts_from_inflated_image_weights(tmp_path, path, name, im
     classifier = get_family(cfg.MODEL.ARCH).head_keys  # the tensors a new head replaces
     assert all(ours[k].shape[0] == 400 and theirs[k].shape[0] == 1000 for k in classifier if k in theirs)
     inflated = 0
+    tables = video.position_tables()
     for key, value in theirs.items():
         if key in classifier or key.endswith("num_batches_tracked"):
             continue
         new = ours[key]
-        if key.endswith("attention_biases") and new.shape != value.shape:  # LeViT: (heads, H W) -> (heads, T H W)
+        if new.shape != value.shape and key in tables:  # (1, prefix + H W, C) -> (1, prefix + T' H W, C)
+            prefix, (t, h, w) = tables[key]
+            torch.testing.assert_close(new[:, :prefix], value[:, :prefix], rtol=0, atol=0, msg=key)
+            grid = new[0, prefix:].reshape(t, h * w, -1)
+            torch.testing.assert_close(grid, value[0, prefix:].expand(t, -1, -1), rtol=0, atol=1e-6, msg=key)
+            inflated += 1
+        elif key.endswith("attention_biases") and new.shape != value.shape:  # LeViT: (heads, H W) -> (heads, T H W)
             copies = new.shape[1] // value.shape[1]  # the 2-D table for every |dt| (|dt|-major)
             torch.testing.assert_close(new, value.repeat(1, copies), rtol=0, atol=0, msg=key)
             inflated += 1
