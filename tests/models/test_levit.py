@@ -95,8 +95,9 @@ def test_both_heads_are_averaged_and_returned_for_distillation():
 
 
 def test_biases_never_go_stale():
-    """Loaded after an eval forward, cast after it: the new biases act (timm would keep the cached ones until
-    ``train()`` / ``eval()`` / a cast)."""
+    """Loaded after an eval forward, changed in place, cast after it: the new biases act (timm would keep the
+    cached ones until ``train()`` / ``eval()`` / a cast); ours keep a gathered copy only while the table is
+    unchanged."""
     model = create_model("levit_128s_in1k", **SMALL, input_size=(1, 64, 64)).double().eval()
     x = input64(2, 3, 64, 64)
     with torch.no_grad():
@@ -111,6 +112,14 @@ def test_biases_never_go_stale():
         fresh = create_model("levit_128s_in1k", **SMALL, input_size=(1, 64, 64)).double().eval()
         fresh.load_state_dict(state)
         torch.testing.assert_close(after, fresh(x), rtol=0, atol=0)
+        for name, table in model.named_parameters():  # an in-place change (an optimizer step) acts too
+            if name.endswith("attention_biases"):
+                table.mul_(-1.0)
+                fresh.get_parameter(name).mul_(-1.0)
+        stepped = model(x)
+        assert rel_l2(stepped, after) > 1e-3
+        torch.testing.assert_close(stepped, fresh(x), rtol=0, atol=0)
+        torch.testing.assert_close(model.float()(x.float()), fresh.float()(x.float()), rtol=0, atol=0)  # a cast
 
 
 def test_offset_index_is_timms_on_one_frame_and_absolute_in_time():
