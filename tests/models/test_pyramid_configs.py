@@ -16,15 +16,30 @@ from tests.conftest import ROOT
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 # config -> (registered variant, fields its recipe sets on top of the variant)
-VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {}
+VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {
+    "IN1K/CVT_13.yaml": ("cvt_13_in1k", {}),
+}
 # ImageNet evaluation: (crop ratio, mean, std), bicubic. Every official code of these families evaluates with DeiT's
 # transform (short side to 256 for a 224 crop), whatever timm's pretrained_cfg says (0.9).
-IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {}
+IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {
+    "IN1K/CVT_13.yaml": (0.875, *IMAGENET),
+}
 # K400 config -> (image variant it starts from, its IN1K config, config options that shrink it for the test,
 # create_model arguments of the same shrunk image model, fields the video config sets on top of the variant)
-INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {}
+INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {
+    "K400/CVT_13_16x4.yaml": (
+        "cvt_13_in1k", "IN1K/CVT_13.yaml",
+        ("CVT.DEPTHS", "[1, 1, 1]", "CVT.EMBED_DIMS", "[16, 32, 48]", "CVT.NUM_HEADS", "[1, 2, 3]"),
+        {"depths": (1, 1, 1), "embed_dims": (16, 32, 48), "num_heads": (1, 2, 3)},
+        {"num_classes": 400, "input_size": (16, 224, 224), "patch_time_kernels": (3, 1, 1),
+         "patch_time_strides": (2, 1, 1), "qkv_time_kernel": 3, "kv_time_stride": 2},
+    ),
+}  # fmt: skip
 # config -> (parameters, GFLOPs: fvcore, batch 1, one image or view), measured with tools/model_info.py
-COUNTS: dict[str, tuple[int, float]] = {}
+COUNTS: dict[str, tuple[int, float]] = {
+    "IN1K/CVT_13.yaml": (19_997_480, 4.585),
+    "K400/CVT_13_16x4.yaml": (20_016_848, 48.70),
+}
 IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
 # toy configs of these families (trained in tests/engine/)
 TOY_CONFIGS: tuple[str, ...] = ()
