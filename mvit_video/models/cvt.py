@@ -35,8 +35,9 @@ conv_proj_v}.{conv,bn}, attn.{proj_q, proj_k, proj_v, proj}, norm2, mlp.{fc1, fc
 
 Differences from HF's code that do not change eval outputs: HF applies the MLP's drop path to the residual sum too
 and gives all blocks of a stage one drop-path rate; here, as in the official code, drop path acts on the branches
-and rises linearly over each stage's blocks to that stage's rate (``drop_path_rates``). LayerNorm epsilon 1e-5
-everywhere (HF's ``layer_norm_eps`` is unused by its layers).
+and rises linearly over the last stage's blocks to ``drop_path_rate`` (the official DROP_PATH_RATE [0, 0, rate]:
+no published CvT drops paths in its earlier stages). LayerNorm epsilon 1e-5 everywhere (HF's ``layer_norm_eps`` is
+unused by its layers).
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class CvTConfig:
         norm_eps: LayerNorm epsilon.
         drop_rate: dropout after the token embeddings, the attention projection and in the MLP.
         attn_drop_rate: dropout on the attention weights.
-        drop_path_rates: stochastic depth of each stage, linear from 0 at its first block to this at its last.
+        drop_path_rate: stochastic depth of the last stage, linear from 0 at its first block to this at its last
+            (the earlier stages have none, as in every published CvT).
         head_dropout: dropout before the classifier.
         detach_head: the classifier's input is detached (train the classifier only).
         act_checkpoint: recompute each block in backward.
@@ -113,14 +115,14 @@ class CvTConfig:
     norm_eps: float = 1e-5
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
-    drop_path_rates: tuple[float, ...] = (0.0, 0.0, 0.0)
+    drop_path_rate: float = 0.0
     head_dropout: float = 0.0
     detach_head: bool = False
     act_checkpoint: bool = False
     attention: str = "auto"
 
     PER_STAGE = ("embed_dims", "num_heads", "mlp_ratios", "patch_sizes", "patch_strides", "patch_paddings",
-                 "patch_time_kernels", "patch_time_strides", "drop_path_rates")  # fmt: skip
+                 "patch_time_kernels", "patch_time_strides")  # fmt: skip
 
     def __post_init__(self) -> None:
         if len(self.input_size) != 3 or any(int(v) < 1 for v in self.input_size):
@@ -291,7 +293,8 @@ class CvTStage(nn.Module):
         self.patch_embed = ConvEmbed(in_chans, dim, (kt, k, k), (st, s, s), (kt // 2, p, p), cfg.norm_eps)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if stage == len(cfg.depths) - 1 else None
         self.pos_drop = nn.Dropout(cfg.drop_rate) if cfg.drop_rate > 0 else nn.Identity()
-        rates = torch.linspace(0, cfg.drop_path_rates[stage], cfg.depths[stage], device="cpu").tolist()
+        last_rate = cfg.drop_path_rate if stage == len(cfg.depths) - 1 else 0.0
+        rates = torch.linspace(0, last_rate, cfg.depths[stage], device="cpu").tolist()
         self.blocks = nn.ModuleList(CvTBlock(dim, stage, rate, cfg) for rate in rates)
 
 
@@ -413,4 +416,4 @@ class ConvolutionalVisionTransformer(nn.Module):
 @register_model
 def cvt_13_in1k() -> CvTConfig:
     """CvT-13, 224 (HF ``microsoft/cvt-13``, the official ``cvt-13-224x224``): 20.0M parameters."""
-    return CvTConfig(drop_path_rates=(0.0, 0.0, 0.1))
+    return CvTConfig(drop_path_rate=0.1)

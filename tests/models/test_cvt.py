@@ -200,7 +200,7 @@ def test_fused_attention_equals_explicit_outputs_and_gradients():
     x = input64(2, 3, 4, 64, 64)
     results = []
     for impl in ("sdpa", "math"):
-        model = _randomize(create_model("cvt_13_in1k", attention=impl, drop_path_rates=(0.0,) * 3, **SMALL, **VIDEO), 4)
+        model = _randomize(create_model("cvt_13_in1k", attention=impl, drop_path_rate=0.0, **SMALL, **VIDEO), 4)
         out = model.double().train()(x)  # no dropout or drop path; BatchNorm on batch statistics on both sides
         out.square().sum().backward()
         results.append((out.detach(), [p.grad for p in model.parameters()]))
@@ -218,7 +218,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
     x = input64(2, 3, 2, 32, 32).float()
     grads = []
     for ckpt in (False, True):
-        model = _randomize(create_model("cvt_13_in1k", act_checkpoint=ckpt, drop_path_rates=(0.0,) * 3, **SMALL), 6)
+        model = _randomize(create_model("cvt_13_in1k", act_checkpoint=ckpt, drop_path_rate=0.0, **SMALL), 6)
         model.train()(x).sum().backward()
         grads.append([p.grad for p in model.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
@@ -226,7 +226,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
 
 def test_engine_interfaces():
     """Logits and features (the normed cls token), the cls token without weight decay, layer ids for layer decay
-    (every parameter in [0, depth + 1]), the stage table at the published size."""
+    (every parameter in [0, depth + 1]), the stage table and drop-path rates at the published size."""
     model = create_model("cvt_13_in1k", num_classes=5, **SMALL_OURS)
     x = torch.zeros(1, 3, 2, 64, 64)
     assert model(x).shape == (1, 5) and model.forward_features(x).shape == (1, model.num_features) == (1, 48)
@@ -240,7 +240,11 @@ def test_engine_interfaces():
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert {g["lr_scale"] for g in groups} == {0.5**k for k in range(8)}
     with torch.device("meta"):
-        table = stage_table(create_model("cvt_13_in1k"))
+        published = create_model("cvt_13_in1k")
+    table = stage_table(published)
+    # stochastic depth as the official DROP_PATH_RATE [0, 0, 0.1]: none in stages 1-2, rising over stage 3
+    rates = [getattr(block.drop_path, "p", 0.0) for stage in published.stages for block in stage.blocks]
+    assert rates == [0.0] * 3 + torch.linspace(0, 0.1, 10).tolist()
     assert [(s.blocks, s.dim, s.heads, s.grid) for s in table] == [
         ((0, 0), 64, 1, (1, 56, 56)),
         ((1, 2), 192, 3, (1, 28, 28)),
