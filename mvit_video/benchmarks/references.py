@@ -6,6 +6,7 @@
 - Swin: timm's ``swin_tiny_patch4_window7_224`` for 2-D Swin-T, torchvision's ``swin3d_t`` for Video Swin-T.
 - Video ViT variants: HF transformers ``*ForVideoClassification`` with the published checkpoint's config; they take
   (B, T, C, H, W) clips, so they get their own contiguous copy of the input in that layout.
+- CvT-13: HF transformers ``CvtForImageClassification`` (``CvtConfig()`` is CvT-13; 1000 labels).
 
 Every reference is returned as a ``nn.Module`` mapping the input to class logits, together with the state dict that
 ``load_pretrained`` reads into our model (the reference's own layout: the published files have these keys).
@@ -92,7 +93,7 @@ def _timm_cpvt() -> tuple[nn.Module, dict]:
 
 
 class HFLogits(nn.Module):
-    """An HF ``*ForVideoClassification`` model as ``clip (B, T, C, H, W) -> logits``."""
+    """An HF ``*ForVideoClassification`` (or ``*ForImageClassification``) model as ``input -> logits``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -115,6 +116,21 @@ def _hf(prefix: str, **config) -> Callable[[], tuple[nn.Module, dict]]:
     return build
 
 
+def _hf_image(prefix: str, **config) -> Callable[[], tuple[nn.Module, dict]]:
+    """An HF ``*ForImageClassification`` model with 1000 classes (HF's configs default to 2 labels)."""
+
+    def build():
+        import transformers
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfg = getattr(transformers, f"{prefix}Config")(num_labels=1000, **config)
+            model = getattr(transformers, f"{prefix}ForImageClassification")(cfg)
+        return HFLogits(model), model.state_dict()
+
+    return build
+
+
 TWINS: dict[str, Twin] = {
     "mvitv2_s_16x4": Twin("torchvision", "mvit_v2_s", CLIP, _torchvision("mvit_v2_s")),
     "mvitv1_b_16x4": Twin("torchvision", "mvit_v1_b", CLIP, _torchvision("mvit_v1_b")),
@@ -132,6 +148,7 @@ TWINS: dict[str, Twin] = {
     "vivit_b_32x2": Twin("transformers", "VivitForVideoClassification", HF_CLIP, _hf("Vivit", num_frames=32)),
     "swin_t_in1k": Twin("timm", "swin_tiny_patch4_window7_224", IMAGE, _timm("swin_tiny_patch4_window7_224")),
     "swin3d_t_32x2": Twin("torchvision", "swin3d_t", CLIP, _torchvision("swin3d_t")),
+    "cvt_13_in1k": Twin("transformers", "CvtForImageClassification", IMAGE, _hf_image("Cvt")),
 }
 
 
