@@ -7,6 +7,7 @@
 - LeViT, CoaT: timm's ``levit_128s``, ``coat_lite_tiny``, ``coat_tiny``.
 - Video ViT variants: HF transformers ``*ForVideoClassification`` with the published checkpoint's config; they take
   (B, T, C, H, W) clips, so they get their own contiguous copy of the input in that layout.
+- CvT-13: HF transformers ``CvtForImageClassification`` (``CvtConfig()`` is CvT-13; 1000 labels).
 
 Every reference is returned as a ``nn.Module`` mapping the input to class logits, together with the state dict that
 ``load_pretrained`` reads into our model (the reference's own layout: the published files have these keys).
@@ -93,7 +94,7 @@ def _timm_cpvt() -> tuple[nn.Module, dict]:
 
 
 class HFLogits(nn.Module):
-    """An HF ``*ForVideoClassification`` model as ``clip (B, T, C, H, W) -> logits``."""
+    """An HF ``*ForVideoClassification`` (or ``*ForImageClassification``) model as ``input -> logits``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -111,6 +112,21 @@ def _hf(prefix: str, **config) -> Callable[[], tuple[nn.Module, dict]]:
             warnings.simplefilter("ignore")  # transformers' notices about configs and attention kernels
             cfg = getattr(transformers, f"{prefix}Config")(num_labels=400, **config)
             model = getattr(transformers, f"{prefix}ForVideoClassification")(cfg)
+        return HFLogits(model), model.state_dict()
+
+    return build
+
+
+def _hf_image(prefix: str, **config) -> Callable[[], tuple[nn.Module, dict]]:
+    """An HF ``*ForImageClassification`` model with 1000 classes (HF's configs default to 2 labels)."""
+
+    def build():
+        import transformers
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfg = getattr(transformers, f"{prefix}Config")(num_labels=1000, **config)
+            model = getattr(transformers, f"{prefix}ForImageClassification")(cfg)
         return HFLogits(model), model.state_dict()
 
     return build
@@ -136,6 +152,7 @@ TWINS: dict[str, Twin] = {
     "levit_128s_in1k": Twin("timm", "levit_128s", IMAGE, _timm("levit_128s")),
     "coat_lite_ti_in1k": Twin("timm", "coat_lite_tiny", IMAGE, _timm("coat_lite_tiny")),
     "coat_ti_in1k": Twin("timm", "coat_tiny", IMAGE, _timm("coat_tiny")),
+    "cvt_13_in1k": Twin("transformers", "CvtForImageClassification", IMAGE, _hf_image("Cvt")),
 }
 
 

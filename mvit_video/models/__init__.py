@@ -1,9 +1,10 @@
 """Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, PVTv2, LeViT, CoaT,
-CeiT), named variants, the config adapter and checkpoint loading."""
+CeiT, CvT), named variants, the config adapter and checkpoint loading."""
 
 from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
 from .ceit import CeiT, CeiTConfig
 from .coat import CoaT, CoaTConfig
+from .cvt import ConvolutionalVisionTransformer, CvTConfig
 from .families import FAMILIES, Family, family_of, get_family
 from .levit import LeViT, LeViTConfig
 from .mvit import MViT, MViTConfig, block_specs
@@ -21,6 +22,8 @@ __all__ = [
     "CheckpointError",
     "CoaT",
     "CoaTConfig",
+    "ConvolutionalVisionTransformer",
+    "CvTConfig",
     "Family",
     "LeViT",
     "LeViTConfig",

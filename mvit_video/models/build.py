@@ -4,8 +4,9 @@ shared root keys) become its typed config, the config becomes the model.
 Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default), ``vit`` (the plain-ViT family,
 section ``VIT`` derived from ``ViTConfig``), ``swin`` (Swin and Video Swin, section ``SWIN`` from ``SwinConfig``),
 ``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``), ``pvt`` (PVTv2, section
-``PVT`` from ``PVTConfig``), ``levit`` (LeViT, section ``LEVIT`` from ``LeViTConfig``) and ``coat`` (CoaT /
-CoaT-Lite, section ``COAT`` from ``CoaTConfig``) and ``ceit`` (CeiT, section ``CEIT`` from ``CeiTConfig``).
+``PVT`` from ``PVTConfig``), ``levit`` (LeViT, section ``LEVIT`` from ``LeViTConfig``), ``coat`` (CoaT /
+CoaT-Lite, section ``COAT`` from ``CoaTConfig``), ``ceit`` (CeiT, section ``CEIT`` from ``CeiTConfig``) and ``cvt``
+(CvT, section ``CVT`` from ``CvTConfig``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from ..config.sections import dataclass_kwargs, register_section
 from .ceit import CeiT, CeiTConfig
 from .coat import CoaT, CoaTConfig
 from .convert import convert_to_slowfast, unwrap_checkpoint
+from .cvt import ConvolutionalVisionTransformer, CvTConfig
 from .families import Family, get_family, register_family
 from .formats.ceit import convert_to_ceit
 from .formats.coat import convert_to_coat
+from .formats.cvt import convert_to_cvt
 from .formats.levit import convert_to_levit
 from .formats.pvt import convert_to_pvt
 from .formats.shuffle import convert_to_shuffle
@@ -189,6 +192,13 @@ def _ceit_state(obj, source: str | None) -> tuple[dict, str]:
 
 
 derived_family("ceit", CeiT, CeiTConfig, "CEIT", _ceit_state, ("head.weight", "head.bias"))
+
+
+def _cvt_state(obj, source: str | None) -> tuple[dict, str]:
+    return convert_to_cvt(unwrap_checkpoint(obj)[0], source)
+
+
+derived_family("cvt", ConvolutionalVisionTransformer, CvTConfig, "CVT", _cvt_state, ("head.weight", "head.bias"))
 
 
 def model_config_from_cfg(cfg):

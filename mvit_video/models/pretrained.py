@@ -293,7 +293,11 @@ _SOURCE_POOL_NORM_EPS = {"pytorchvideo": 1e-5}
 
 
 def _match_source_numerics(model: nn.Module, fmt: str) -> list[str]:
-    """Sets the pooling-norm epsilon of the library the weights come from, so outputs match it exactly."""
+    """Sets the numerics of the library the weights come from, so outputs match it exactly: a family's own rule
+    (``model.match_source_numerics(fmt)``, e.g. CvT's official activation), else MViT's pooling-norm epsilon."""
+    own_rule = getattr(model, "match_source_numerics", None)
+    if own_rule is not None:
+        return own_rule(fmt)
     eps = _SOURCE_POOL_NORM_EPS.get(fmt)
     if eps is None or getattr(model, "cfg", None) is None or model.cfg.pool_norm_eps == eps:
         return []

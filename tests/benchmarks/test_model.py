@@ -79,7 +79,8 @@ def test_table_compares_with_the_named_reference():
 
 
 IMAGE_TWINS = [name for name, twin in TWINS.items() if twin.layout == IMAGE]
-VIDEO_TWINS = [name for name, twin in TWINS.items() if twin.library == "transformers" or name.startswith("swin3d")]
+VIDEO_TWINS = [name for name, twin in TWINS.items()
+               if twin.layout != IMAGE and (twin.library == "transformers" or name.startswith("swin3d"))]  # fmt: skip
 
 
 def _same_input_logits(name: str, batch: int) -> float:
@@ -94,11 +95,13 @@ def _same_input_logits(name: str, batch: int) -> float:
 def test_every_vit_variant_has_a_reference():
     assert sorted(IMAGE_TWINS + VIDEO_TWINS) == sorted(n for n in TWINS if not n.startswith("mvit"))
     assert {"swin_t_in1k", "swin3d_t_32x2"} <= set(TWINS)
-    assert {TWINS[n].library for n in IMAGE_TWINS} == {"timm"}
+    assert {TWINS[n].library for n in IMAGE_TWINS} == {"timm", "transformers"}  # HF: CvT-13 only
+    assert [n for n in IMAGE_TWINS if TWINS[n].library == "transformers"] == ["cvt_13_in1k"]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "vit_b16_in1k" else n
-                                  for n in IMAGE_TWINS])  # ViT-B: ViT-Ti's code path at 15x the cost
+# ViT-B: ViT-Ti's code path at 15x the cost; CvT-13: tests/models/test_cvt.py checks HF's model at a reduced size
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("vit_b16_in1k", "cvt_13_in1k")
+                                  else n for n in IMAGE_TWINS])  # fmt: skip
 def test_image_reference_computes_our_logits(name):
     """The benchmark times the same function on both sides: timm's model with its weights loaded into ours."""
     assert _same_input_logits(name, batch=2) < 1e-5

@@ -54,3 +54,23 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
     return lines[0]
+
+
+def train_toy_short(root: Path, config: Path, short_run: list[str]) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """One scaled-down training run of a toy ``config`` (half-size videos: 240 for training, 30 for validation, 60
+    for the test) under ``root``: (dataset folder, run folder, the finished process, asserted successful)."""
+    import os
+
+    from mvit_video.data.toy import make_toy_dataset
+    from tests.engine.test_toy_end_to_end import HALF_SIZES
+
+    data, output = root / "toy", root / "run"
+    make_toy_dataset(data, num_per_class=40, val_per_class=5, test_per_class=10, sizes=HALF_SIZES)
+    overrides = ["DATA.PATH_TO_DATA_DIR", str(data), "DATA.PATH_PREFIX", str(data), "OUTPUT_DIR", str(output)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "run_net.py"), "--cfg", str(config), *overrides, *short_run],
+        check=False, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return data, output, result

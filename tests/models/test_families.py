@@ -57,7 +57,7 @@ def test_a_vit_yaml_builds_the_configured_model(tmp_path):
         (["VIT.PEG_KERNEL", "big"], "VIT.PEG_KERNEL='big' has the wrong type (str); expected a list"),
         (["MODEL.ARCH", "resnet"],
          "MODEL.ARCH='resnet' is not a model family; use one of "
-         "['ceit', 'coat', 'levit', 'mvit', 'pvt', 'shuffle', 'swin', 'vit']"),  # fmt: skip
+         "['ceit', 'coat', 'cvt', 'levit', 'mvit', 'pvt', 'shuffle', 'swin', 'vit']"),  # fmt: skip
     ],
 )
 def test_family_mistakes_are_one_line_at_load(tmp_path, opts, message):
@@ -75,11 +75,12 @@ def test_a_vit_setting_in_an_mvit_config_is_refused():
 def test_every_family_offers_what_the_engine_and_tools_use():
     """forward -> logits, forward_features, no-weight-decay names, layer ids for layer decay (each parameter in
     [0, depth + 1]), a stage table, position tables; create_model / list_models cover every family."""
-    assert set(FAMILIES) == {"mvit", "vit", "swin", "shuffle", "pvt", "levit", "coat", "ceit"}
+    assert set(FAMILIES) == {"mvit", "vit", "swin", "shuffle", "pvt", "levit", "coat", "ceit", "cvt"}
     assert set(list_models("pvt*")) == {"pvtv2_b0_in1k", "pvtv2_b2_in1k", "pvtv2_b2_li_in1k"}
     assert set(list_models("vit*")) == {"vit_ti16_in1k", "vit_b16_in1k"}
     assert set(list_models("shuffle*")) == {"shuffle_t_in1k", "shuffle3d_t_32x2"}
     assert set(list_models("ceit*")) == {"ceit_t_in1k"}
+    assert set(list_models("cvt*")) == {"cvt_13_in1k"}
     # small widths and 112-pixel clips: BatchNorm in training needs more than one token in stage 4
     small_shuffle = {"depths": (2, 2, 2, 2), "dims": (32, 64, 64, 128), "num_heads": (1, 2, 2, 4), "embed_dim": 32,
                      "window_size": (2, 7, 7), "input_size": (2, 112, 112)}  # fmt: skip
@@ -88,11 +89,15 @@ def test_every_family_offers_what_the_engine_and_tools_use():
                  "mlp_ratios": (4, 4), "dwconv_time_kernel": 3, "input_size": (2, 32, 32)}  # fmt: skip
     small_coat = {"embed_dims": (16, 24, 24, 24), "serial_depths": (1, 1, 1, 1), "parallel_depth": 1,
                   "mlp_ratios": (4, 4, 4, 4), "input_size": (2, 32, 32)}  # fmt: skip
+    small_cvt = {"embed_dims": (16, 32, 48), "depths": (1, 1, 1), "num_heads": (1, 2, 3), "qkv_time_kernel": 3,
+                 "input_size": (2, 32, 32)}  # fmt: skip
     for name in ("mvitv2_t_in1k", "vit_ti16_in1k", "cait_xxs24_in1k", "timesformer_b_8x32", "swin3d_t_32x2",
-                 "shuffle3d_t_32x2", "pvtv2_b0_in1k", "coat_lite_ti_in1k", "ceit_t_in1k"):  # fmt: skip
+                 "shuffle3d_t_32x2", "pvtv2_b0_in1k", "coat_lite_ti_in1k", "ceit_t_in1k",
+                 "cvt_13_in1k"):  # fmt: skip
         sizes = {} if name.startswith("mvit") else {"depth": 2, "input_size": (2, 32, 32)}
         sizes = small_swin if name.startswith("swin") else small_shuffle if name.startswith("shuffle") else sizes
         sizes = small_pvt if name.startswith("pvt") else small_coat if name.startswith("coat") else sizes
+        sizes = small_cvt if name.startswith("cvt") else sizes
         model = create_model(name, num_classes=3, **sizes)
         x = torch.zeros(1, 3, 2, 32, 32) if not name.startswith("mvit") else torch.zeros(1, 3, 32, 32)
         x = torch.zeros(1, 3, 2, 112, 112) if name.startswith("shuffle") else x

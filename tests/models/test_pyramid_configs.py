@@ -22,6 +22,7 @@ VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {
     "IN1K/COAT_LITE_TI.yaml": ("coat_lite_ti_in1k", {}),
     "IN1K/COAT_TI.yaml": ("coat_ti_in1k", {}),
     "IN1K/CEIT_T.yaml": ("ceit_t_in1k", {"drop_path_rate": 0.1}),
+    "IN1K/CVT_13.yaml": ("cvt_13_in1k", {}),
 }
 # ImageNet evaluation: (crop ratio, mean, std), bicubic. Every official code of these families evaluates with DeiT's
 # transform (short side to 256 for a 224 crop), whatever timm's pretrained_cfg says (0.9).
@@ -30,6 +31,7 @@ IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {
     "IN1K/COAT_LITE_TI.yaml": (0.875, *IMAGENET),  # mlpc-ucsd/CoaT src/datasets.py
     "IN1K/COAT_TI.yaml": (0.875, *IMAGENET),
     "IN1K/CEIT_T.yaml": (0.875, *IMAGENET),  # coeusguo/ceit datasets.py (DeiT's build_transform)
+    "IN1K/CVT_13.yaml": (0.875, *IMAGENET),
 }
 # K400 config -> (image variant it starts from, its IN1K config, config options that shrink it for the test,
 # create_model arguments of the same shrunk image model, fields the video config sets on top of the variant)
@@ -46,6 +48,13 @@ INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {
     "K400/CEIT_T_16x4.yaml": ("ceit_t_in1k", "IN1K/CEIT_T.yaml", ("CEIT.DEPTH", "2"), {"depth": 2},
                               {"num_classes": 400, "input_size": (16, 224, 224), "stem_time_kernel": 3,
                                "stem_time_stride": 2, "leff_time_kernel": 3, "drop_path_rate": 0.1}),
+    "K400/CVT_13_16x4.yaml": (
+        "cvt_13_in1k", "IN1K/CVT_13.yaml",
+        ("CVT.DEPTHS", "[1, 1, 1]", "CVT.EMBED_DIMS", "[16, 32, 48]", "CVT.NUM_HEADS", "[1, 2, 3]"),
+        {"depths": (1, 1, 1), "embed_dims": (16, 32, 48), "num_heads": (1, 2, 3)},
+        {"num_classes": 400, "input_size": (16, 224, 224), "patch_time_kernels": (3, 1, 1),
+         "patch_time_strides": (2, 1, 1), "qkv_time_kernel": 3, "kv_time_stride": 2},
+    ),
 }  # fmt: skip
 # config -> (parameters, GFLOPs: fvcore, batch 1, one image or view), measured with tools/model_info.py
 COUNTS: dict[str, tuple[int, float]] = {
@@ -56,10 +65,12 @@ COUNTS: dict[str, tuple[int, float]] = {
     "K400/COAT_LITE_TI_16x4.yaml": (5_592_336, 13.28),
     "IN1K/CEIT_T.yaml": (6_356_904, 1.41),
     "K400/CEIT_T_16x4.yaml": (6_689_232, 23.32),
+    "IN1K/CVT_13.yaml": (19_997_480, 4.585),
+    "K400/CVT_13_16x4.yaml": (20_016_848, 48.70),
 }
 IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
 # toy configs of these families (trained in tests/engine/)
-TOY_CONFIGS: tuple[str, ...] = ()
+TOY_CONFIGS: tuple[str, ...] = ("Toy/PVTV2_XS_8x2.yaml",)  # tests/engine/test_toy_pvt_end_to_end.py
 
 
 def _cfg(path: str, *opts: str):

@@ -48,11 +48,13 @@ class QKVProjection(nn.Module):
         return qkv[0], qkv[1], qkv[2]
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, impl: str, dropout: float = 0.0) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d)) v`` over (B, heads, N, d) tensors, fused (SDPA) or explicit."""
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, impl: str, dropout: float = 0.0,
+           scale: float | None = None) -> torch.Tensor:  # fmt: skip
+    """``softmax(q k^T * scale) v`` over (B, heads, N, d) tensors, fused (SDPA) or explicit; ``scale`` defaults to
+    ``1 / sqrt(d)`` (CvT scales by ``1 / sqrt(width)`` instead)."""
     if resolve_attention(impl, q) == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
+    attn = (q * (q.shape[-1] ** -0.5 if scale is None else scale)) @ k.transpose(-2, -1)
     attn = F.dropout(attn.softmax(dim=-1), dropout, training=dropout > 0)
     return attn @ v
 
