@@ -183,7 +183,7 @@ def test_every_shipped_config_loads_without_ignored_keys(path: Path) -> None:
 # a shipped config's file name says its family
 CONFIG_FAMILIES = {"MVIT": "mvit", **dict.fromkeys(("VIT_", "DEIT_", "CAIT_", "CPVT_", "DEEPVIT_", "VIDEOMAE_",
                                                     "TIMESFORMER_", "VIVIT_"), "vit"),
-                   "SHUFFLE": "shuffle", "SWIN": "swin"}  # fmt: skip
+                   "SHUFFLE": "shuffle", "SWIN": "swin", "PVT": "pvt"}  # fmt: skip
 
 
 @needs_shared

@@ -16,15 +16,37 @@ from tests.conftest import ROOT
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 # config -> (registered variant, fields its recipe sets on top of the variant)
-VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {}
+VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {
+    "IN1K/PVT_T.yaml": ("pvt_t_in1k", {"drop_path_rate": 0.1}),
+    "IN1K/PVTV2_B0.yaml": ("pvtv2_b0_in1k", {"drop_path_rate": 0.1}),
+    "IN1K/PVTV2_B2.yaml": ("pvtv2_b2_in1k", {"drop_path_rate": 0.1}),
+    "IN1K/PVTV2_B2_LI.yaml": ("pvtv2_b2_li_in1k", {"drop_path_rate": 0.1}),
+}
 # ImageNet evaluation: (crop ratio, mean, std), bicubic. Every official code of these families evaluates with DeiT's
 # transform (short side to 256 for a 224 crop), whatever timm's pretrained_cfg says (0.9).
-IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {}
+IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {
+    "IN1K/PVT_T.yaml": (0.875, *IMAGENET),  # whai362/PVT datasets.py build_transform
+    "IN1K/PVTV2_B0.yaml": (0.875, *IMAGENET),
+    "IN1K/PVTV2_B2.yaml": (0.875, *IMAGENET),
+    "IN1K/PVTV2_B2_LI.yaml": (0.875, *IMAGENET),
+}
 # K400 config -> (image variant it starts from, its IN1K config, config options that shrink it for the test,
 # create_model arguments of the same shrunk image model, fields the video config sets on top of the variant)
-INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {}
+INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {
+    "K400/PVTV2_B2_16x4.yaml": ("pvtv2_b2_in1k", "IN1K/PVTV2_B2.yaml", ("PVT.DEPTHS", "[1, 1, 1, 1]"),
+                                {"depths": (1, 1, 1, 1)},
+                                {"num_classes": 400, "input_size": (16, 224, 224), "patch_time_kernel": 3,
+                                 "patch_time_stride": 2, "dwconv_time_kernel": 3, "drop_path_rate": 0.1,
+                                 "head_dropout": 0.5}),
+}  # fmt: skip
 # config -> (parameters, GFLOPs: fvcore, batch 1, one image or view), measured with tools/model_info.py
-COUNTS: dict[str, tuple[int, float]] = {}
+COUNTS: dict[str, tuple[int, float]] = {
+    "IN1K/PVT_T.yaml": (13_229_288, 1.94),
+    "IN1K/PVTV2_B0.yaml": (3_666_760, 0.57),
+    "IN1K/PVTV2_B2.yaml": (25_362_856, 4.05),
+    "IN1K/PVTV2_B2_LI.yaml": (22_553_512, 3.91),
+    "K400/PVTV2_B2_16x4.yaml": (25_424_080, 42.24),
+}
 IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
 # toy configs of these families (trained in tests/engine/)
 TOY_CONFIGS: tuple[str, ...] = ()
