@@ -82,7 +82,8 @@ def build_pair(model: str, attention: str = "auto", act_checkpoint: bool = False
 
     torch.manual_seed(0)
     theirs, state = TWINS[model].build()
-    ours = create_model(model, drop_path_rate=0.0, attention=attention, act_checkpoint=act_checkpoint)
+    ours = create_model(model, drop_path_rate=0.0, attention=attention, act_checkpoint=act_checkpoint,
+                        **TWINS[model].ours)  # fmt: skip
     report = load_pretrained(ours, state)
     if report.missing or report.unexpected:
         raise RuntimeError(f"weights did not transfer: {report.summary()}")

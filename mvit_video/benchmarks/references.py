@@ -4,18 +4,21 @@
 - Image ViT variants: timm's model of the same name (CPVT has none in timm: DeiT-Ti without position embedding plus
   timm's Twins ``PosConv`` after the first block, the reference ``tests/models/test_vit.py`` checks it against).
 - Swin: timm's ``swin_tiny_patch4_window7_224`` for 2-D Swin-T, torchvision's ``swin3d_t`` for Video Swin-T.
+- PVT: HF transformers ``PvtForImageClassification`` (``PvtConfig()``: PVT-Tiny) for PVT v1, timm's ``pvt_v2_b0``.
 - Video ViT variants: HF transformers ``*ForVideoClassification`` with the published checkpoint's config; they take
   (B, T, C, H, W) clips, so they get their own contiguous copy of the input in that layout.
 
 Every reference is returned as a ``nn.Module`` mapping the input to class logits, together with the state dict that
-``load_pretrained`` reads into our model (the reference's own layout: the published files have these keys).
+``load_pretrained`` reads into our model (the reference's own layout: the published files have these keys). Where
+the reference computes something differently from our variant's defaults (HF's PVT v1 LayerNorm epsilons), the twin
+names the ``create_model`` arguments that make ours compute the same function.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,12 +36,14 @@ class Twin:
         name: the reference's own name (builder, timm model or HF class prefix).
         layout: the reference's input layout (``IMAGE``, ``CLIP`` or ``HF_CLIP``).
         build: () -> (reference module returning logits, state dict to load into ours).
+        ours: ``create_model`` arguments of our model that match the reference's numerics.
     """
 
     library: str
     name: str
     layout: str
     build: Callable[[], tuple[nn.Module, dict]]
+    ours: dict = field(default_factory=dict)
 
 
 def _torchvision(name: str) -> Callable[[], tuple[nn.Module, dict]]:
@@ -92,7 +97,8 @@ def _timm_cpvt() -> tuple[nn.Module, dict]:
 
 
 class HFLogits(nn.Module):
-    """An HF ``*ForVideoClassification`` model as ``clip (B, T, C, H, W) -> logits``."""
+    """An HF ``*ForVideoClassification`` / ``*ForImageClassification`` model as ``clip (B, T, C, H, W) -> logits`` /
+    ``image (B, C, H, W) -> logits``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -102,14 +108,14 @@ class HFLogits(nn.Module):
         return self.model(pixel_values=x).logits
 
 
-def _hf(prefix: str, **config) -> Callable[[], tuple[nn.Module, dict]]:
+def _hf(prefix: str, task: str = "Video", num_labels: int = 400, **config) -> Callable[[], tuple[nn.Module, dict]]:
     def build():
         import transformers
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # transformers' notices about configs and attention kernels
-            cfg = getattr(transformers, f"{prefix}Config")(num_labels=400, **config)
-            model = getattr(transformers, f"{prefix}ForVideoClassification")(cfg)
+            cfg = getattr(transformers, f"{prefix}Config")(num_labels=num_labels, **config)
+            model = getattr(transformers, f"{prefix}For{task}Classification")(cfg)
         return HFLogits(model), model.state_dict()
 
     return build
@@ -132,6 +138,9 @@ TWINS: dict[str, Twin] = {
     "vivit_b_32x2": Twin("transformers", "VivitForVideoClassification", HF_CLIP, _hf("Vivit", num_frames=32)),
     "swin_t_in1k": Twin("timm", "swin_tiny_patch4_window7_224", IMAGE, _timm("swin_tiny_patch4_window7_224")),
     "swin3d_t_32x2": Twin("torchvision", "swin3d_t", CLIP, _torchvision("swin3d_t")),
+    "pvt_t_in1k": Twin("transformers", "PvtForImageClassification", IMAGE, _hf("Pvt", "Image", 1000),
+                       {"conv_norm_eps": 1e-6}),  # HF's patch-embedding and reduction norms  # fmt: skip
+    "pvtv2_b0_in1k": Twin("timm", "pvt_v2_b0", IMAGE, _timm("pvt_v2_b0")),
 }
 
 
