@@ -85,7 +85,7 @@ def build_pair(model: str, attention: str = "auto", act_checkpoint: bool = False
     kernel = {"attention": attention} if hasattr(model_config(model), "attention") else {}
     if not kernel and attention != "auto":  # CoaT's factorised attention has no kernel to choose
         raise BenchmarkError(f"--attention {attention}: {model} has no attention kernel to choose")
-    ours = create_model(model, drop_path_rate=0.0, act_checkpoint=act_checkpoint, **kernel)
+    ours = create_model(model, drop_path_rate=0.0, act_checkpoint=act_checkpoint, **kernel, **TWINS[model].ours)
     report = load_pretrained(ours, state)
     if report.missing or report.unexpected:
         raise RuntimeError(f"weights did not transfer: {report.summary()}")

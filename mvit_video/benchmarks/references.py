@@ -5,19 +5,22 @@
   timm's Twins ``PosConv`` after the first block, the reference ``tests/models/test_vit.py`` checks it against).
 - Swin: timm's ``swin_tiny_patch4_window7_224`` for 2-D Swin-T, torchvision's ``swin3d_t`` for Video Swin-T.
 - LeViT, CoaT: timm's ``levit_128s``, ``coat_lite_tiny``, ``coat_tiny``.
+- PVT: HF transformers ``PvtForImageClassification`` (``PvtConfig()``: PVT-Tiny) for PVT v1, timm's ``pvt_v2_b0``.
 - Video ViT variants: HF transformers ``*ForVideoClassification`` with the published checkpoint's config; they take
   (B, T, C, H, W) clips, so they get their own contiguous copy of the input in that layout.
 - CvT-13: HF transformers ``CvtForImageClassification`` (``CvtConfig()`` is CvT-13; 1000 labels).
 
 Every reference is returned as a ``nn.Module`` mapping the input to class logits, together with the state dict that
-``load_pretrained`` reads into our model (the reference's own layout: the published files have these keys).
+``load_pretrained`` reads into our model (the reference's own layout: the published files have these keys). Where
+the reference computes something differently from our variant's defaults (HF's PVT v1 LayerNorm epsilons), the twin
+names the ``create_model`` arguments that make ours compute the same function.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -35,12 +38,14 @@ class Twin:
         name: the reference's own name (builder, timm model or HF class prefix).
         layout: the reference's input layout (``IMAGE``, ``CLIP`` or ``HF_CLIP``).
         build: () -> (reference module returning logits, state dict to load into ours).
+        ours: ``create_model`` arguments of our model that match the reference's numerics.
     """
 
     library: str
     name: str
     layout: str
     build: Callable[[], tuple[nn.Module, dict]]
+    ours: dict = field(default_factory=dict)
 
 
 def _torchvision(name: str) -> Callable[[], tuple[nn.Module, dict]]:
@@ -94,7 +99,8 @@ def _timm_cpvt() -> tuple[nn.Module, dict]:
 
 
 class HFLogits(nn.Module):
-    """An HF ``*ForVideoClassification`` (or ``*ForImageClassification``) model as ``input -> logits``."""
+    """An HF ``*ForVideoClassification`` / ``*ForImageClassification`` model as ``clip (B, T, C, H, W) -> logits`` /
+    ``image (B, C, H, W) -> logits``."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -104,29 +110,14 @@ class HFLogits(nn.Module):
         return self.model(pixel_values=x).logits
 
 
-def _hf(prefix: str, **config) -> Callable[[], tuple[nn.Module, dict]]:
+def _hf(prefix: str, task: str = "Video", num_labels: int = 400, **config) -> Callable[[], tuple[nn.Module, dict]]:
     def build():
         import transformers
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # transformers' notices about configs and attention kernels
-            cfg = getattr(transformers, f"{prefix}Config")(num_labels=400, **config)
-            model = getattr(transformers, f"{prefix}ForVideoClassification")(cfg)
-        return HFLogits(model), model.state_dict()
-
-    return build
-
-
-def _hf_image(prefix: str, **config) -> Callable[[], tuple[nn.Module, dict]]:
-    """An HF ``*ForImageClassification`` model with 1000 classes (HF's configs default to 2 labels)."""
-
-    def build():
-        import transformers
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cfg = getattr(transformers, f"{prefix}Config")(num_labels=1000, **config)
-            model = getattr(transformers, f"{prefix}ForImageClassification")(cfg)
+            cfg = getattr(transformers, f"{prefix}Config")(num_labels=num_labels, **config)
+            model = getattr(transformers, f"{prefix}For{task}Classification")(cfg)
         return HFLogits(model), model.state_dict()
 
     return build
@@ -152,7 +143,10 @@ TWINS: dict[str, Twin] = {
     "levit_128s_in1k": Twin("timm", "levit_128s", IMAGE, _timm("levit_128s")),
     "coat_lite_ti_in1k": Twin("timm", "coat_lite_tiny", IMAGE, _timm("coat_lite_tiny")),
     "coat_ti_in1k": Twin("timm", "coat_tiny", IMAGE, _timm("coat_tiny")),
-    "cvt_13_in1k": Twin("transformers", "CvtForImageClassification", IMAGE, _hf_image("Cvt")),
+    "cvt_13_in1k": Twin("transformers", "CvtForImageClassification", IMAGE, _hf("Cvt", "Image", 1000)),
+    "pvt_t_in1k": Twin("transformers", "PvtForImageClassification", IMAGE, _hf("Pvt", "Image", 1000),
+                       {"conv_norm_eps": 1e-6}),  # HF's patch-embedding and reduction norms  # fmt: skip
+    "pvtv2_b0_in1k": Twin("timm", "pvt_v2_b0", IMAGE, _timm("pvt_v2_b0")),
 }
 
 

@@ -1,5 +1,5 @@
-"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, PVTv2, LeViT, CoaT,
-CeiT, CvT), named variants, the config adapter and checkpoint loading."""
+"""Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, PVT v1 /
+PVTv2, LeViT, CoaT, CeiT, CvT), named variants, the config adapter and checkpoint loading."""
 
 from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
 from .ceit import CeiT, CeiTConfig

@@ -3,8 +3,8 @@ shared root keys) become its typed config, the config becomes the model.
 
 Families: ``mvit`` (MViT v1/v2, PySlowFast's ``MVIT`` section; the default), ``vit`` (the plain-ViT family,
 section ``VIT`` derived from ``ViTConfig``), ``swin`` (Swin and Video Swin, section ``SWIN`` from ``SwinConfig``),
-``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``), ``pvt`` (PVTv2, section
-``PVT`` from ``PVTConfig``), ``levit`` (LeViT, section ``LEVIT`` from ``LeViTConfig``), ``coat`` (CoaT /
+``shuffle`` (Shuffle Transformer, section ``SHUFFLE`` derived from ``ShuffleConfig``), ``pvt`` (PVT v1 and PVTv2,
+section ``PVT`` from ``PVTConfig``), ``levit`` (LeViT, section ``LEVIT`` from ``LeViTConfig``), ``coat`` (CoaT /
 CoaT-Lite, section ``COAT`` from ``CoaTConfig``), ``ceit`` (CeiT, section ``CEIT`` from ``CeiTConfig``) and ``cvt``
 (CvT, section ``CVT`` from ``CvTConfig``).
 """

@@ -79,8 +79,7 @@ def test_table_compares_with_the_named_reference():
 
 
 IMAGE_TWINS = [name for name, twin in TWINS.items() if twin.layout == IMAGE]
-VIDEO_TWINS = [name for name, twin in TWINS.items()
-               if twin.layout != IMAGE and (twin.library == "transformers" or name.startswith("swin3d"))]  # fmt: skip
+VIDEO_TWINS = [name for name, twin in TWINS.items() if twin.layout != IMAGE and not name.startswith("mvit")]
 
 
 def _same_input_logits(name: str, batch: int) -> float:
@@ -95,8 +94,8 @@ def _same_input_logits(name: str, batch: int) -> float:
 def test_every_vit_variant_has_a_reference():
     assert sorted(IMAGE_TWINS + VIDEO_TWINS) == sorted(n for n in TWINS if not n.startswith("mvit"))
     assert {"swin_t_in1k", "swin3d_t_32x2"} <= set(TWINS)
-    assert {TWINS[n].library for n in IMAGE_TWINS} == {"timm", "transformers"}  # HF: CvT-13 only
-    assert [n for n in IMAGE_TWINS if TWINS[n].library == "transformers"] == ["cvt_13_in1k"]
+    assert {TWINS[n].library for n in IMAGE_TWINS} == {"timm", "transformers"}  # HF: CvT-13, PVT v1
+    assert [n for n in IMAGE_TWINS if TWINS[n].library == "transformers"] == ["cvt_13_in1k", "pvt_t_in1k"]
 
 
 # ViT-B: ViT-Ti's code path at 15x the cost; CvT-13: tests/models/test_cvt.py checks HF's model at a reduced size

@@ -76,7 +76,7 @@ def test_every_family_offers_what_the_engine_and_tools_use():
     """forward -> logits, forward_features, no-weight-decay names, layer ids for layer decay (each parameter in
     [0, depth + 1]), a stage table, position tables; create_model / list_models cover every family."""
     assert set(FAMILIES) == {"mvit", "vit", "swin", "shuffle", "pvt", "levit", "coat", "ceit", "cvt"}
-    assert set(list_models("pvt*")) == {"pvtv2_b0_in1k", "pvtv2_b2_in1k", "pvtv2_b2_li_in1k"}
+    assert set(list_models("pvt*")) == {"pvt_t_in1k", "pvtv2_b0_in1k", "pvtv2_b2_in1k", "pvtv2_b2_li_in1k"}
     assert set(list_models("vit*")) == {"vit_ti16_in1k", "vit_b16_in1k"}
     assert set(list_models("shuffle*")) == {"shuffle_t_in1k", "shuffle3d_t_32x2"}
     assert set(list_models("ceit*")) == {"ceit_t_in1k"}
@@ -92,12 +92,13 @@ def test_every_family_offers_what_the_engine_and_tools_use():
     small_cvt = {"embed_dims": (16, 32, 48), "depths": (1, 1, 1), "num_heads": (1, 2, 3), "qkv_time_kernel": 3,
                  "input_size": (2, 32, 32)}  # fmt: skip
     for name in ("mvitv2_t_in1k", "vit_ti16_in1k", "cait_xxs24_in1k", "timesformer_b_8x32", "swin3d_t_32x2",
-                 "shuffle3d_t_32x2", "pvtv2_b0_in1k", "coat_lite_ti_in1k", "ceit_t_in1k",
+                 "shuffle3d_t_32x2", "pvtv2_b0_in1k", "pvt_t_in1k", "coat_lite_ti_in1k", "ceit_t_in1k",
                  "cvt_13_in1k"):  # fmt: skip
         sizes = {} if name.startswith("mvit") else {"depth": 2, "input_size": (2, 32, 32)}
         sizes = small_swin if name.startswith("swin") else small_shuffle if name.startswith("shuffle") else sizes
         sizes = small_pvt if name.startswith("pvt") else small_coat if name.startswith("coat") else sizes
         sizes = small_cvt if name.startswith("cvt") else sizes
+        sizes = {**small_pvt, "dwconv_time_kernel": 1} if name.startswith("pvt_") else sizes  # PVT v1: no dwconv
         model = create_model(name, num_classes=3, **sizes)
         x = torch.zeros(1, 3, 2, 32, 32) if not name.startswith("mvit") else torch.zeros(1, 3, 32, 32)
         x = torch.zeros(1, 3, 2, 112, 112) if name.startswith("shuffle") else x

@@ -23,6 +23,10 @@ VARIANT_CONFIGS: dict[str, tuple[str, dict]] = {
     "IN1K/COAT_TI.yaml": ("coat_ti_in1k", {}),
     "IN1K/CEIT_T.yaml": ("ceit_t_in1k", {"drop_path_rate": 0.1}),
     "IN1K/CVT_13.yaml": ("cvt_13_in1k", {}),
+    "IN1K/PVT_T.yaml": ("pvt_t_in1k", {"drop_path_rate": 0.1}),
+    "IN1K/PVTV2_B0.yaml": ("pvtv2_b0_in1k", {"drop_path_rate": 0.1}),
+    "IN1K/PVTV2_B2.yaml": ("pvtv2_b2_in1k", {"drop_path_rate": 0.1}),
+    "IN1K/PVTV2_B2_LI.yaml": ("pvtv2_b2_li_in1k", {"drop_path_rate": 0.1}),
 }
 # ImageNet evaluation: (crop ratio, mean, std), bicubic. Every official code of these families evaluates with DeiT's
 # transform (short side to 256 for a 224 crop), whatever timm's pretrained_cfg says (0.9).
@@ -32,6 +36,10 @@ IMAGE_PROTOCOLS: dict[str, tuple[float, list, list]] = {
     "IN1K/COAT_TI.yaml": (0.875, *IMAGENET),
     "IN1K/CEIT_T.yaml": (0.875, *IMAGENET),  # coeusguo/ceit datasets.py (DeiT's build_transform)
     "IN1K/CVT_13.yaml": (0.875, *IMAGENET),
+    "IN1K/PVT_T.yaml": (0.875, *IMAGENET),  # whai362/PVT datasets.py build_transform
+    "IN1K/PVTV2_B0.yaml": (0.875, *IMAGENET),
+    "IN1K/PVTV2_B2.yaml": (0.875, *IMAGENET),
+    "IN1K/PVTV2_B2_LI.yaml": (0.875, *IMAGENET),
 }
 # K400 config -> (image variant it starts from, its IN1K config, config options that shrink it for the test,
 # create_model arguments of the same shrunk image model, fields the video config sets on top of the variant)
@@ -55,6 +63,11 @@ INFLATED: dict[str, tuple[str, str, tuple[str, ...], dict, dict]] = {
         {"num_classes": 400, "input_size": (16, 224, 224), "patch_time_kernels": (3, 1, 1),
          "patch_time_strides": (2, 1, 1), "qkv_time_kernel": 3, "kv_time_stride": 2},
     ),
+    "K400/PVTV2_B2_16x4.yaml": ("pvtv2_b2_in1k", "IN1K/PVTV2_B2.yaml", ("PVT.DEPTHS", "[1, 1, 1, 1]"),
+                                {"depths": (1, 1, 1, 1)},
+                                {"num_classes": 400, "input_size": (16, 224, 224), "patch_time_kernel": 3,
+                                 "patch_time_stride": 2, "dwconv_time_kernel": 3, "drop_path_rate": 0.1,
+                                 "head_dropout": 0.5}),
 }  # fmt: skip
 # config -> (parameters, GFLOPs: fvcore, batch 1, one image or view), measured with tools/model_info.py
 COUNTS: dict[str, tuple[int, float]] = {
@@ -67,6 +80,11 @@ COUNTS: dict[str, tuple[int, float]] = {
     "K400/CEIT_T_16x4.yaml": (6_689_232, 23.32),
     "IN1K/CVT_13.yaml": (19_997_480, 4.585),
     "K400/CVT_13_16x4.yaml": (20_016_848, 48.70),
+    "IN1K/PVT_T.yaml": (13_229_288, 1.94),
+    "IN1K/PVTV2_B0.yaml": (3_666_760, 0.57),
+    "IN1K/PVTV2_B2.yaml": (25_362_856, 4.05),
+    "IN1K/PVTV2_B2_LI.yaml": (22_553_512, 3.91),
+    "K400/PVTV2_B2_16x4.yaml": (25_424_080, 42.24),
 }
 IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
 # toy configs of these families (trained in tests/engine/)

@@ -28,7 +28,8 @@ def resize_grid_embedding(pos: torch.Tensor, old: THW, new: THW, mode: str = "au
     """(1, prod(old), C) embeddings laid out on grid ``old`` = (T, H, W), resized to ``new``; unchanged when equal.
 
     ``mode`` "auto" is bicubic when both grids are one frame (timm's image rule) and trilinear otherwise;
-    "nearest" is TimeSformer's rule.
+    "nearest" is TimeSformer's rule; "linear" is always trilinear (on one-frame grids the bilinear resizing of the
+    official PVT v1).
     """
     if tuple(old) == tuple(new):
         return pos
