@@ -162,3 +162,20 @@ def _check_hash(entry: Weights, url: str, dest: Path, actual: str) -> None:
     if expected is not None and not actual.startswith(expected.lower()):
         raise WeightsError(f"{dest.name}: sha256 mismatch, expected {expected}, got {actual} (downloaded file "
                            "removed; the download was corrupted or the published file changed)")  # fmt: skip
+
+
+WEIGHTS_PREFIX = "weights:"
+
+
+def is_published(path: str) -> bool:
+    """Whether a checkpoint path names published weights (``weights:<model>`` or ``weights:<model>.<tag>``)."""
+    return path.startswith(WEIGHTS_PREFIX)
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A local checkpoint path: ``weights:<model>[.<tag>]`` is fetched into the cache first, anything else stays."""
+    if not is_published(path):
+        return path
+    from .weights import get_weights
+
+    return str(fetch_weights(get_weights(path[len(WEIGHTS_PREFIX) :])))

@@ -226,3 +226,24 @@ def test_a_hub_repo_without_safetensors_falls_back_to_the_bin_file(server, tmp_p
     assert path.read_bytes() == body and _cached_files(tmp_path) == [path.name]
     assert server.hits == {_path(entry.url): 1, _path(entry.fallback_url): 1}
     assert download.fetch_weights(entry) == path and download.weights_path(entry) == path
+
+
+def test_config_checkpoint_path_accepts_published_weights(server):
+    timm = pytest.importorskip("timm")
+    from mvit_video.config import load_config
+    from mvit_video.engine.init_checkpoint import init_from_checkpoint
+    from mvit_video.engine.trainer import load_test_model
+    from mvit_video.models import build_model
+    from tests.conftest import ROOT
+
+    reference = timm.create_model("deit_tiny_patch16_224", pretrained=False, depth=2)
+    entry = weights.get_weights("deit_ti16_in1k")
+    server.files[_path(entry.url)] = pytest.importorskip("safetensors.torch").save(reference.state_dict())
+    opts = ["VIT.DEPTH", "2", "TRAIN.CHECKPOINT_FILE_PATH", "weights:deit_ti16_in1k.timm_fb_in1k"]
+    cfg = load_config(str(ROOT / "configs/IN1K/DEIT_TI16.yaml"), opts)
+    model = build_model(cfg)
+    assert init_from_checkpoint(cfg, model, None, None) == 0
+    torch.testing.assert_close(model.cls_token, reference.cls_token, rtol=0, atol=0)
+    tested = load_test_model(cfg, "weights:deit_ti16_in1k")  # TEST.CHECKPOINT_FILE_PATH: the cached file
+    torch.testing.assert_close(tested.cls_token, reference.cls_token, rtol=0, atol=0)
+    assert server.hits == {_path(entry.url): 1}
