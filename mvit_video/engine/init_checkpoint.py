@@ -9,7 +9,8 @@
 - A training checkpoint (one that stores ``epoch``: PySlowFast's and this toolkit's) continues: training starts at
   the epoch after the stored one, with the stored optimizer state (and loss-scaler state when fp16 is on and the
   file has one). ``TRAIN.CHECKPOINT_EPOCH_RESET True`` starts at epoch 1 with a fresh optimizer instead: the way to
-  fine-tune. Files without ``epoch`` (torchvision, timm, bare state dicts) always start at epoch 1.
+  fine-tune. Files without ``epoch`` (torchvision, timm, bare state dicts) always start at epoch 1, and so do
+  published weights named ``weights:<model>[.<tag>]`` (``mvit_video.models.weights``; fetched into the cache).
 - Where PySlowFast would crash or do nothing (no optimizer state, the state of another optimizer or model, a
   checkpoint that already reached ``SOLVER.MAX_EPOCH``) the run stops with one ``CheckpointError`` line.
 """
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from ..models import load_pretrained
+from ..models.download import is_published, resolve_checkpoint
 from ..models.pretrained import CheckpointError, LoadReport, check_complete, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -44,9 +46,10 @@ def stored_epoch(checkpoint: Any) -> int | None:
 def init_from_checkpoint(cfg, model: nn.Module, optimizer: torch.optim.Optimizer, scaler) -> int:
     """Loads ``TRAIN.CHECKPOINT_FILE_PATH`` into ``model`` (and, continuing, ``optimizer`` / ``scaler``); returns the
     0-based epoch to start at. See the module docstring; every refusal is a one-line ``CheckpointError``."""
-    train, path = cfg.TRAIN, cfg.TRAIN.CHECKPOINT_FILE_PATH
+    train, given = cfg.TRAIN, cfg.TRAIN.CHECKPOINT_FILE_PATH
+    path = resolve_checkpoint(given)  # weights:<model>[.<tag>]: the published file, fetched into the cache
     checkpoint = read_checkpoint(path)
-    epoch = None if train.CHECKPOINT_EPOCH_RESET else stored_epoch(checkpoint)
+    epoch = None if train.CHECKPOINT_EPOCH_RESET or is_published(given) else stored_epoch(checkpoint)
     if epoch is not None and epoch + 1 >= cfg.SOLVER.MAX_EPOCH:
         raise CheckpointError(f"TRAIN.CHECKPOINT_FILE_PATH={path} finished epoch {epoch + 1}, SOLVER.MAX_EPOCH="
                               f"{cfg.SOLVER.MAX_EPOCH} leaves nothing to train: raise SOLVER.MAX_EPOCH, or "

@@ -43,6 +43,7 @@ from ..config import ConfigError
 from ..data.loader import build_loader
 from ..data.mixup import Mixup
 from ..models import build_model, load_pretrained
+from ..models.download import resolve_checkpoint
 from ..models.pretrained import CheckpointError, check_complete
 from ..models.stats import count_flops, count_params
 from .checkpoint import (checkpoint_candidates, latest_checkpoint, load_training_state, restore_rng_state,
@@ -543,8 +544,10 @@ def test_checkpoint(cfg) -> str:
 
 
 def load_test_model(cfg, path: str) -> nn.Module:
-    """The model of ``cfg`` with the weights of ``path`` (any format ``load_pretrained`` reads)."""
+    """The model of ``cfg`` with the weights of ``path`` (any format ``load_pretrained`` reads, or
+    ``weights:<model>[.<tag>]``: published weights, fetched into the cache)."""
     model = build_model(cfg)
+    path = resolve_checkpoint(path)
     report = load_pretrained(model, path)
     check_complete(report, path)  # a model partly left at its random initialisation would be a meaningless test
     logger.info("testing %s: %s", path, report.summary())

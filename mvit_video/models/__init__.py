@@ -14,6 +14,7 @@ from .registry import create_model, list_models, model_config, register_model
 from .shuffle import ShuffleConfig, ShuffleTransformer
 from .swin import SwinConfig, SwinTransformer
 from .vit import ViTConfig, VisionTransformer
+from .weights import Preprocessing, Weights, WeightsError, get_weights, list_weights
 
 __all__ = [
     "FAMILIES",
@@ -31,6 +32,7 @@ __all__ = [
     "MViT",
     "MViTConfig",
     "PVTConfig",
+    "Preprocessing",
     "PyramidVisionTransformer",
     "ShuffleConfig",
     "ShuffleTransformer",
@@ -38,12 +40,16 @@ __all__ = [
     "SwinTransformer",
     "ViTConfig",
     "VisionTransformer",
+    "Weights",
+    "WeightsError",
     "block_specs",
     "build_model",
     "create_model",
     "family_of",
     "get_family",
+    "get_weights",
     "list_models",
+    "list_weights",
     "load_pretrained",
     "model_config",
     "model_config_from_cfg",

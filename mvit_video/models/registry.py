@@ -34,7 +34,12 @@ def model_config(name: str) -> Any:
 
 
 def create_model(
-    name: str, num_classes: Optional[int] = None, checkpoint: Optional[str] = None, **overrides
+    name: str,
+    num_classes: Optional[int] = None,
+    checkpoint: Optional[str] = None,
+    pretrained: bool = False,
+    weights: Optional[str] = None,
+    **overrides,
 ) -> nn.Module:
     """Builds a named variant, optionally with another class count, other fields, and weights.
 
@@ -43,6 +48,11 @@ def create_model(
         num_classes: classifier size (default: the variant's dataset).
         checkpoint: a checkpoint path in any format ``load_pretrained`` understands. With ``num_classes`` that
             differs from the checkpoint's, the head is re-initialised.
+        pretrained: load the variant's default published weights (``mvit_video.models.weights``), downloaded
+            into the cache on first use.
+        weights: load the published weights with this tag instead (e.g. "torchvision_k400"; see
+            ``list_weights(name)``). The entry is kept as ``model.pretrained_weights`` (its ``preprocessing`` is the
+            input the weights expect).
         **overrides: other fields of the variant's config (e.g. ``drop_path_rate=0.0``, ``act_checkpoint=True``).
 
     Returns:
@@ -53,10 +63,28 @@ def create_model(
     cfg = model_config(name)
     if num_classes is not None:
         overrides["num_classes"] = num_classes
+    entry = _published_weights(name, checkpoint, pretrained, weights)
+    if entry is not None:
+        from .download import fetch_weights
+
+        checkpoint = str(fetch_weights(entry))
     model = family_of(cfg).build(cfg.replace(**overrides))
     if checkpoint is not None:
         from .pretrained import load_pretrained
 
         mismatch = "reinit" if num_classes is not None else "error"
         load_pretrained(model, checkpoint, num_classes_mismatch=mismatch)
+    if entry is not None:
+        model.pretrained_weights = entry
     return model
+
+
+def _published_weights(name: str, checkpoint: Optional[str], pretrained: bool, weights: Optional[str]):
+    """The registry entry ``pretrained`` / ``weights`` ask for (None when neither), checked before any work."""
+    if not pretrained and weights is None:
+        return None
+    from .weights import WeightsError, get_weights
+
+    if checkpoint is not None:
+        raise WeightsError(f"create_model({name!r}): give checkpoint or pretrained/weights, not both")
+    return get_weights(name, weights)
