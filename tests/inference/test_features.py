@@ -264,3 +264,27 @@ def test_every_family_extracts_features(tmp_path, toy_videos, family):
     np.testing.assert_allclose(features, expected.numpy(), atol=2e-5, rtol=1e-4)
     grid = FeatureExtractor(model, sampling, spatial, FeatureSpec.parse("stage:last", "none")).forward(clips)
     assert grid.ndim == 5 and grid.shape[0] == 3 and grid.shape[-1] == model.num_features
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_write_what_one_does(tmp_path, tiny_checkpoint, toy_videos):
+    """Two gloo ranks under torchrun meet before rank 0 merges; their files equal one process's (one compute
+    thread each, as torchrun sets, so the float sums run in one order)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["tools/extract_features.py", "--cfg", str(TOY_CONFIG), "--checkpoint", str(tiny_checkpoint),
+              "--input", str(toy_videos), "--device", "cpu", "--no-progress", *TINY_CLIP]  # fmt: skip
+    runs = {"one": [sys.executable], "two": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                             "--master_port", "29517"]}  # fmt: skip
+    for name, launcher in runs.items():
+        done = subprocess.run([*launcher, *common, "--output", str(tmp_path / name)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+    one, two = (json.loads((tmp_path / n / "index.json").read_text()) for n in runs)
+    assert [v["windows"] for v in one["videos"]] == [v["windows"] for v in two["videos"]] and two["num_bad"] == 1
+    for video in one["videos"]:
+        np.testing.assert_array_equal(np.load(tmp_path / "one" / video["feature_file"]),
+                                      np.load(tmp_path / "two" / video["feature_file"]))  # fmt: skip
