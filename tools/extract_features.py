@@ -52,9 +52,21 @@ def main(argv=None) -> int:
 
     cfg = load_config(args.cfg, list(args.opts))
     setup_logging()
-    index = run_extraction(cfg, args.checkpoint, args.input, args.output, layer=args.layer, pool=args.pool,
-                           stride=args.stride, crops=args.crops, batch=args.batch, device=args.device,
-                           path_prefix=args.path_prefix, config_path=args.cfg, progress=not args.no_progress)  # fmt: skip
+    index = run_extraction(
+        cfg,
+        args.checkpoint,
+        args.input,
+        args.output,
+        layer=args.layer,
+        pool=args.pool,
+        stride=args.stride,
+        crops=args.crops,
+        batch=args.batch,
+        device=args.device,
+        path_prefix=args.path_prefix,
+        config_path=args.cfg,
+        progress=not args.no_progress,
+    )
     if index is not None:
         print(f"{index['num_videos']} videos, {sum(len(v['windows']) for v in index['videos'])} windows, "
               f"{index['num_bad']} unreadable, {index['num_pending']} pending -> {args.output}/index.json")  # fmt: skip

@@ -90,8 +90,10 @@ def check_resumable(output: str, items: Sequence[VideoItem], settings: dict) -> 
         record = _read_record(_paths(output, item.id)["record"])
         if record is not None and record["settings"] != settings:
             changed = sorted(k for k in settings if record["settings"].get(k) != settings[k])
-            raise OutputMismatchError(f"{output} holds features of {item.path} made with other settings "
-                                      f"({', '.join(changed)}); give another --output or remove that folder")  # fmt: skip
+            raise OutputMismatchError(
+                f"{output} holds features of {item.path} made with other settings "
+                f"({', '.join(changed)}); give another --output or remove that folder"
+            )
 
 
 def extract_video(extractor: FeatureExtractor, item: VideoItem, output: str, stride, backend: str,

@@ -59,8 +59,10 @@ class FeatureSpec:
         name, _, number = layer.partition(":")
         if name in ("pre_logits", "logits") and not number:
             if pool is not None:
-                raise FeatureSpecError(f"--pool {pool}: {name} is already pooled by the model; --pool applies to "
-                                       "--layer stage:N and block:N (stage:last --pool none gives the last grid)")  # fmt: skip
+                raise FeatureSpecError(
+                    f"--pool {pool}: {name} is already pooled by the model; --pool applies to "
+                    "--layer stage:N and block:N (stage:last --pool none gives the last grid)"
+                )
             return cls(name, None, "model")
         if name in ("stage", "block") and (number.lstrip("-").isdigit() or (name, number) == ("stage", "last")):
             index = -1 if number == "last" else int(number)

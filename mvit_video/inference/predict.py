@@ -148,8 +148,9 @@ def write_predictions(path: str, predictions: Sequence[VideoPrediction], header:
         if p.error:
             continue
         entry = {"video": p.video, "id": p.id}
-        entry.update({"top": p.top} if p.windows is None else {"windows": [{**w, "top": t}
-                                                                        for w, t in zip(p.windows, p.top)]})  # fmt: skip
+        entry.update(
+            {"top": p.top} if p.windows is None else {"windows": [{**w, "top": t} for w, t in zip(p.windows, p.top)]}
+        )
         videos.append(entry)
     bad = [{"video": p.video, "reason": p.error} for p in predictions if p.error]
     with open(f"{stem}.json", "w", encoding="utf-8") as f:

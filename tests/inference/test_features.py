@@ -194,8 +194,24 @@ def test_the_tool_writes_the_index(tmp_path, tiny_checkpoint, toy_videos, capsys
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     video = toy_videos / "v3.mp4"
-    argv = ["--cfg", str(TOY_CONFIG), "--checkpoint", str(tiny_checkpoint), "--input", str(video), "--output",
-            str(tmp_path), "--layer", "stage:last", "--pool", "none", "--device", "cpu", "--no-progress", *TINY_CLIP]  # fmt: skip
+    argv = [
+        "--cfg",
+        str(TOY_CONFIG),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--input",
+        str(video),
+        "--output",
+        str(tmp_path),
+        "--layer",
+        "stage:last",
+        "--pool",
+        "none",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *TINY_CLIP,
+    ]
     assert tool.main(argv) == 0
     assert "1 videos, 3 windows, 0 unreadable" in capsys.readouterr().out
     index = json.loads((tmp_path / "index.json").read_text())
