@@ -15,11 +15,13 @@ import random
 import torch
 
 __all__ = [
+    "clip_indices_at",
     "clip_span",
     "spatial_crop_offsets",
     "test_clip_indices",
     "train_clip_indices",
     "uniform_segment_indices",
+    "window_starts",
 ]
 
 
@@ -132,6 +134,37 @@ def test_clip_indices(
 
 
 test_clip_indices.__test__ = False  # not a pytest test, though its name starts with "test"
+
+
+def clip_indices_at(
+    start: float, num_video_frames: int, clip_len: int, sampling_rate: int, video_fps: float, target_fps: float
+) -> list[int]:
+    """Frame indices of the clip that starts at source frame ``start`` (may be fractional), by the rule every
+    test view follows (``test_clip_indices`` with its start given): ``clip_len`` indices spread evenly over
+    ``[start, start + span - 1]``, clamped to the video and truncated.
+
+    Args:
+        start: the clip's first (possibly fractional) source frame, >= 0.
+        num_video_frames: frames in the video.
+        clip_len: frames per clip.
+        sampling_rate: stride at ``target_fps``.
+        video_fps: the video's frame rate.
+        target_fps: the rate the stride is expressed in.
+    """
+    _check_positive(num_video_frames=num_video_frames)
+    if start < 0:
+        raise ValueError(f"sampling: start must be >= 0, got {start!r}")
+    span = clip_span(clip_len, sampling_rate, video_fps, target_fps)
+    return _indices_from_start(start, span, clip_len, num_video_frames)
+
+
+def window_starts(num_video_frames: int, span: float, stride: float) -> list[float]:
+    """Starts (source frames) of sliding windows of ``span`` frames every ``stride`` frames: ``k * stride`` for
+    every k whose window ends inside the video, at least one (a video shorter than a window gets one at 0)."""
+    _check_positive(num_video_frames=num_video_frames, span=span, stride=stride)
+    last = max(num_video_frames - span, 0.0)
+    count = math.floor(last / stride + 1e-9) + 1  # the tolerance keeps k * stride == last for float strides
+    return [k * stride for k in range(count)]
 
 
 def uniform_segment_indices(

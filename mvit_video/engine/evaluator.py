@@ -34,10 +34,10 @@ import torch
 import torch.distributed as dist
 
 from ..errors import UserError
-from ..models.layers import head_activation
+from ..models.layers import ensemble_views, head_activation
+from ..models.layers.heads import ENSEMBLE_METHODS
 from ..process import world_size
 
-ENSEMBLE_METHODS = ("sum", "max")
 RESULTS_FILE = "test_results.json"
 PREDICTIONS_FILE = "test_predictions.pt"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -62,8 +62,7 @@ def aggregate_views(view_logits: torch.Tensor, ensemble: str = "sum", head_act: 
     """
     if ensemble not in ENSEMBLE_METHODS:
         raise EvaluationError(f"ensemble method {ensemble!r} is not supported; use one of {ENSEMBLE_METHODS}")
-    scores = head_activation(view_logits.float(), head_act)  # (N, V, K)
-    return scores.sum(dim=1) if ensemble == "sum" else scores.amax(dim=1)
+    return ensemble_views(view_logits, ensemble, head_act)  # (N, V, K) -> (N, K)
 
 
 class MultiViewAccumulator:

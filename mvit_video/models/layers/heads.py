@@ -48,3 +48,26 @@ def head_activation(logits: torch.Tensor, act: str) -> torch.Tensor:
     if act == "none":
         return logits
     raise ValueError(f"head activation {act!r} is not softmax, sigmoid or none (MODEL.HEAD_ACT)")
+
+
+ENSEMBLE_METHODS = ("sum", "max")
+
+
+def ensemble_views(view_logits: torch.Tensor, ensemble: str = "sum", head_act: str = "softmax") -> torch.Tensor:
+    """Scores of V views ensembled as PySlowFast's ``TestMeter`` does (``DATA.ENSEMBLE_METHOD``): each view scored
+    by ``head_activation``, then summed ("sum") or element-wise maxed ("max") over the views.
+
+    The one rule for every consumer of multi-view scores (the evaluator, ``tools/predict.py``).
+
+    Args:
+        view_logits: (..., V, K) logits.
+        ensemble: "sum" or "max".
+        head_act: ``MODEL.HEAD_ACT``.
+
+    Returns:
+        (..., K) float32 scores (with "sum" and softmax they add up to V).
+    """
+    if ensemble not in ENSEMBLE_METHODS:
+        raise ValueError(f"ensemble method {ensemble!r} is not supported; use one of {ENSEMBLE_METHODS}")
+    scores = head_activation(view_logits.float(), head_act)
+    return scores.sum(dim=-2) if ensemble == "sum" else scores.amax(dim=-2)
