@@ -177,3 +177,19 @@ def test_image_config_gflops(path):
 @pytest.mark.parametrize("path", [k for k in COUNTS if k not in IMAGE_COUNTS])
 def test_video_config_gflops(path):
     assert describe(cfg_path=str(ROOT / "configs" / path))["gflops"] == pytest.approx(COUNTS[path][1], abs=0.05)
+
+
+@pytest.mark.parametrize("section,prefixes", [("SWIN", ("swin",)), ("SHUFFLE", ("shuffle",)), ("PVT", ("pvt",)),
+                                              ("CVT", ("cvt",)), ("CEIT", ("ceit",)), ("LEVIT", ("levit",)),
+                                              ("COAT", ("coat",))])  # fmt: skip
+def test_readme_names_every_key_and_variant(section, prefixes):
+    """The README's model section names every key of these families' sections and every registered variant (in
+    a table row); the windowed families' too."""
+    from mvit_video.config.sections import derived_sections
+    from mvit_video.models import list_models
+
+    readme = (ROOT / "README.md").read_text()
+    derived = derived_sections()[section]
+    assert [k for k in (derived.key(f.name) for f in derived.fields()) if f"`{k}`" not in readme] == []
+    variants = [n for n in list_models() if n.startswith(prefixes)]
+    assert variants and [n for n in variants if f"| `{n}` |" not in readme] == []

@@ -143,18 +143,6 @@ def test_video_config_gflops(path):
     assert describe(cfg_path=str(ROOT / "configs" / path))["gflops"] == pytest.approx(COUNTS[path][1], abs=0.05)
 
 
-@pytest.mark.parametrize("section,prefixes", [("SWIN", ("swin",)), ("SHUFFLE", ("shuffle",))])
-def test_readme_names_every_key_and_variant(section, prefixes):
-    from mvit_video.config.sections import derived_sections
-    from mvit_video.models import list_models
-
-    readme = (ROOT / "README.md").read_text()
-    derived = derived_sections()[section]
-    assert [k for k in (derived.key(f.name) for f in derived.fields()) if f"`{k}`" not in readme] == []
-    variants = [n for n in list_models() if n.startswith(prefixes)]
-    assert variants and [n for n in variants if f"| `{n}` |" not in readme] == []
-
-
 @pytest.mark.parametrize("path,counts", TOY_COUNTS.items())
 def test_toy_config_shifts_windows_on_every_axis(path, counts):
     """At the toy config's own clips every odd (shifted) block of every stage really shifts in T, H and W (no window
