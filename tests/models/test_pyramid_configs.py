@@ -13,6 +13,7 @@ from mvit_video.models import build_model, create_model, model_config, model_con
 from mvit_video.models.families import get_family
 from mvit_video.models.info import describe
 from tests.conftest import ROOT
+from tests.models import test_windowed_configs as windowed
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
@@ -86,7 +87,9 @@ COUNTS: dict[str, tuple[int, float]] = {
     "IN1K/PVTV2_B2_LI.yaml": (22_553_512, 3.91),
     "K400/PVTV2_B2_16x4.yaml": (25_424_080, 42.24),
 }
-IMAGE_COUNTS = [k for k in COUNTS if k.startswith("IN1K/")]
+# the checks of counts and evaluation protocols below run for the windowed families' configs too
+ALL_COUNTS = {**windowed.COUNTS, **COUNTS}
+ALL_IMAGE_PROTOCOLS = {**windowed.IMAGE_PROTOCOLS, **IMAGE_PROTOCOLS}
 # toy configs of these families (trained in tests/engine/)
 TOY_CONFIGS: tuple[str, ...] = ("Toy/PVTV2_XS_8x2.yaml",)  # tests/engine/test_toy_pvt_end_to_end.py
 
@@ -100,7 +103,7 @@ def test_config_builds_registered_variant(path, name, recipe):
     assert model_config_from_cfg(_cfg(path)) == model_config(name).replace(**recipe)
 
 
-@pytest.mark.parametrize("path,protocol", IMAGE_PROTOCOLS.items())
+@pytest.mark.parametrize("path,protocol", ALL_IMAGE_PROTOCOLS.items())
 def test_image_configs_follow_the_reference_evaluation(path, protocol):
     cfg = _cfg(path)
     ratio, mean, std = protocol
@@ -163,20 +166,20 @@ def test_k400_config_starts_from_inflated_image_weights(tmp_path, path, name, im
     assert inflated > 0
 
 
-@pytest.mark.parametrize("path", list(COUNTS))
+@pytest.mark.parametrize("path", list(ALL_COUNTS))
 def test_configs_report_their_parameters(path):
-    assert describe(cfg_path=str(ROOT / "configs" / path), flops=False)["params"] == COUNTS[path][0]
+    assert describe(cfg_path=str(ROOT / "configs" / path), flops=False)["params"] == ALL_COUNTS[path][0]
 
 
-@pytest.mark.parametrize("path", IMAGE_COUNTS)
+@pytest.mark.parametrize("path", [k for k in ALL_COUNTS if k.startswith("IN1K/")])
 def test_image_config_gflops(path):
-    assert describe(cfg_path=str(ROOT / "configs" / path))["gflops"] == pytest.approx(COUNTS[path][1], abs=0.005)
+    assert describe(cfg_path=str(ROOT / "configs" / path))["gflops"] == pytest.approx(ALL_COUNTS[path][1], abs=0.005)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", [k for k in COUNTS if k not in IMAGE_COUNTS])
+@pytest.mark.parametrize("path", [k for k in ALL_COUNTS if not k.startswith("IN1K/")])
 def test_video_config_gflops(path):
-    assert describe(cfg_path=str(ROOT / "configs" / path))["gflops"] == pytest.approx(COUNTS[path][1], abs=0.05)
+    assert describe(cfg_path=str(ROOT / "configs" / path))["gflops"] == pytest.approx(ALL_COUNTS[path][1], abs=0.05)
 
 
 @pytest.mark.parametrize("section,prefixes", [("SWIN", ("swin",)), ("SHUFFLE", ("shuffle",)), ("PVT", ("pvt",)),
