@@ -324,5 +324,5 @@ class FixedClipDataset(Dataset):
             video = self.views.views(record)[0]
         except VideoDecodeError as e:
             raise DatasetError(f"TRAIN.OVERFIT_CLIPS: {record.path} cannot be decoded ({e.reason}); remove it from "
-                               "the first rows of the training split") from None  # fmt: skip
+                               "the training split") from None  # fmt: skip
         return {"video": video, "label": record.label, "index": index}

@@ -235,20 +235,34 @@ def _overfit_refusal(cfg, num_records: int) -> str | None:
     return None
 
 
+def spread_over_labels(records: list[VideoRecord], n: int) -> list[VideoRecord]:
+    """``n`` records taken in turn from each label (labels in order of first appearance, records in split order):
+    a class-sorted split still gives a sanity set where one constant prediction cannot reach a zero loss."""
+    by_label: dict = {}
+    for record in records:
+        by_label.setdefault(record.label, []).append(record)
+    queues = [iter(group) for group in by_label.values()]
+    chosen: list[VideoRecord] = []
+    while len(chosen) < n:
+        chosen += [r for r in (next(q, None) for q in queues) if r is not None][: n - len(chosen)]
+    return chosen
+
+
 def _overfit_dataset(cfg, records: list[VideoRecord], bad_log: BadVideoLog, decode: DecodeOptions) -> Dataset:
-    """``TRAIN.OVERFIT_CLIPS`` = N: the first N training videos, one fixed, unaugmented clip each (the validation
-    view: centred clip, short side ``TRAIN_JITTER_SCALES[0]``, centre crop ``TRAIN_CROP_SIZE``)."""
+    """``TRAIN.OVERFIT_CLIPS`` = N: N training videos (``spread_over_labels``: the first of each class in turn), one
+    fixed, unaugmented clip each (the validation view: centred clip, short side ``TRAIN_JITTER_SCALES[0]``, centre
+    crop ``TRAIN_CROP_SIZE``)."""
     n = cfg.TRAIN.OVERFIT_CLIPS
     refusal = _overfit_refusal(cfg, len(records))
     if refusal:
         raise DatasetError(f"TRAIN.OVERFIT_CLIPS={n} cannot apply: {refusal}")
-    chosen = records[:n]
+    chosen = spread_over_labels(records, n)
     for record in chosen:  # a bad file among so few would make the check meaningless: say so before training
         try:
             probe_video(record.path)
         except VideoDecodeError as e:
             raise DatasetError(f"TRAIN.OVERFIT_CLIPS={n}: {record.path} cannot be decoded ({e.reason}); remove it "
-                               "from the first rows of the training split") from None  # fmt: skip
+                               "from the training split") from None  # fmt: skip
     views = MultiViewDataset(chosen, clip_sampling(cfg, "train"), 1, spatial_views(cfg, "val"), bad_log, decode)
     logger.info("TRAIN.OVERFIT_CLIPS=%d: training on the same %d clips every epoch, without augmentation (the loss "
                 "should fall to ~0)", n, n)  # fmt: skip

@@ -1,4 +1,4 @@
-"""TRAIN.OVERFIT_CLIPS: a tiny model drives the loss on 4 fixed clips to ~0; refused in one line where it cannot apply."""
+"""TRAIN.OVERFIT_CLIPS: a tiny model drives the loss on 4 fixed clips to ~0; refused in one line where it cannot."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mvit_video.config import load_config
-from mvit_video.data.loader import build_dataset, build_loader
-from mvit_video.data.records import DatasetError
+from mvit_video.data.loader import build_dataset, build_loader, spread_over_labels
+from mvit_video.data.records import DatasetError, VideoRecord
 from mvit_video.engine.trainer import setup_run, train_epoch
 from tests.conftest import TINY_CLIP, TOY_CONFIG
 
@@ -20,6 +20,12 @@ def _cfg(toy_data, tmp_path, *opts):
         *TINY_CLIP, "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "DATA_LOADER.NUM_WORKERS", "0", "TRAIN.OVERFIT_CLIPS", "4",
         "TRAIN.BATCH_SIZE", "4", *opts,
     ])  # fmt: skip
+
+
+def test_clips_are_taken_from_each_class_in_turn():
+    records = [VideoRecord(f"{label}_{k}.mp4", label) for label in (2, 0, 1) for k in range(3)]
+    assert [r.path for r in spread_over_labels(records, 5)] == ["2_0.mp4", "0_0.mp4", "1_0.mp4", "2_1.mp4", "0_1.mp4"]
+    assert spread_over_labels(records[:4], 4) == [records[0], records[3], records[1], records[2]]
 
 
 def test_the_same_clips_every_epoch_without_augmentation(toy_data, tmp_path):
