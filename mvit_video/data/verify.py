@@ -375,9 +375,9 @@ class SplitRows:
     records: list[VideoRecord]
 
 
-def read_rows(csv_path: str, path_prefix: str = "", separator: str = " ") -> SplitRows:
+def read_rows(csv_path: str, path_prefix: str = "", separator: str = " ", multi_label: bool = False) -> SplitRows:
     """Reads a toolkit split CSV (``read_csv_split``'s rules) keeping every row's original text."""
-    records = read_csv_split(csv_path, path_prefix, separator)
+    records = read_csv_split(csv_path, path_prefix, separator, multi_label)
     with open(csv_path, encoding="utf-8") as f:
         lines = [line.rstrip("\n") for line in f if line.strip()]
     return SplitRows(csv_path, lines, records)
@@ -412,13 +412,13 @@ def _report_dict(result: VerifyResult, rows: SplitRows, clean_csv: str, kept: in
 
 def verify_split(csv_path: str | os.PathLike, out_dir: str | os.PathLike, path_prefix: str = "",
                  separator: str = " ", settings: VerifySettings = VerifySettings(), workers: int = 1,
-                 progress: bool = False) -> VerifyReport:  # fmt: skip
+                 progress: bool = False, multi_label: bool = False) -> VerifyReport:  # fmt: skip
     """Verifies every file of a split CSV; writes the cleaned CSV (same name, good rows as written) and the report.
 
     Args:
         csv_path: the split file (``path label`` rows, ``DATA.PATH_PREFIX`` joined in front of relative paths).
         out_dir: gets ``<csv name>`` (kept rows), ``verify_report.json`` and the resume journal.
-        path_prefix, separator: ``DATA.PATH_PREFIX`` and ``DATA.PATH_LABEL_SEPARATOR``.
+        path_prefix, separator, multi_label: ``DATA.PATH_PREFIX``, ``DATA.PATH_LABEL_SEPARATOR``, ``DATA.MULTI_LABEL``.
         settings, workers, progress: as ``verify_files``.
 
     Raises:
@@ -428,7 +428,7 @@ def verify_split(csv_path: str | os.PathLike, out_dir: str | os.PathLike, path_p
     clean_csv = out / Path(csv_path).name
     if clean_csv.resolve() == Path(csv_path).resolve():
         raise VerifyError(f"the cleaned CSV would overwrite {csv_path}; choose another output folder")
-    rows = read_rows(csv_path, path_prefix, separator)
+    rows = read_rows(csv_path, path_prefix, separator, multi_label)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -492,12 +492,14 @@ def verify_dataset(
             data.PATH_PREFIX,
             data.PATH_LABEL_SEPARATOR,
         )
+        multi_label = bool(data.MULTI_LABEL)
     else:
+        multi_label = False
         if min(num_frames, sampling_rate) < 1 or target_fps <= 0:
             raise VerifyError("--num-frames, --sampling-rate and --target-fps must be positive")
         sampling = ClipSampling(num_frames=num_frames, sampling_rate=sampling_rate, target_fps=float(target_fps))
         settings = VerifySettings(sampling=sampling, **overrides)
-    return verify_split(csv, out_dir, prefix, separator, settings, workers, progress)
+    return verify_split(csv, out_dir, prefix, separator, settings, workers, progress, multi_label)
 
 
 def format_summary(report: VerifyReport, max_listed: int = 20) -> str:

@@ -233,3 +233,10 @@ def test_cli_process(files, tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "kept 5 of 13 rows" in done.stdout
+
+
+def test_multi_label_rows_are_kept_as_written(files, tmp_path):
+    csv = tmp_path / "train.csv"
+    csv.write_text(f"{files['ok_real']} 1,4\n{files['unreadable_empty']} 0\n")
+    report = verify_split(csv, tmp_path / "out", settings=SETTINGS, multi_label=True)
+    assert Path(report.clean_csv).read_text() == f"{files['ok_real']} 1,4\n"
