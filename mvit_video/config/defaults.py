@@ -197,6 +197,7 @@ def _add_train(cfg: CfgNode) -> None:
     cfg.TRAIN.MIXED_PRECISION = False  # PySlowFast: True means fp16 autocast
     cfg.TRAIN.PRECISION = "fp32"  # toolkit: "fp32", "fp16" or "bf16" autocast dtype
     cfg.TRAIN.GRAD_ACCUM_STEPS = 1  # toolkit: batches per optimizer step (effective batch = BATCH_SIZE * steps)
+    cfg.TRAIN.OVERFIT_CLIPS = 0  # toolkit: sanity check: train on N clips (classes in turn), fixed views
 
 
 def _add_aug(cfg: CfgNode) -> None:

@@ -440,6 +440,8 @@ def _check_toolkit(cfg: CfgNode, source: str) -> None:
         _fail(source, "MODEL.ATTN_IMPL", cfg.MODEL.ATTN_IMPL, "must be auto, sdpa or math")
     if not _is_int(cfg.TRAIN.GRAD_ACCUM_STEPS, 1):
         _fail(source, "TRAIN.GRAD_ACCUM_STEPS", cfg.TRAIN.GRAD_ACCUM_STEPS, "must be an integer >= 1")
+    if not _is_int(cfg.TRAIN.OVERFIT_CLIPS, 0):
+        _fail(source, "TRAIN.OVERFIT_CLIPS", cfg.TRAIN.OVERFIT_CLIPS, "must be an integer >= 0 (0: off)")
     if cfg.AUG.ORDER not in _AUG_ORDERS:
         _fail(source, "AUG.ORDER", cfg.AUG.ORDER, "must be pyslowfast or crop_first")
     if not 0.0 <= cfg.DATA.MAX_BAD_FRACTION <= 1.0:

@@ -476,6 +476,11 @@ class VideoReader:
     def __len__(self) -> int:
         return self.num_frames
 
+    @property
+    def probe(self) -> VideoProbe:
+        """What the opening probe found (timestamps of every decodable frame, coded size, rotation)."""
+        return self._probe
+
     def __enter__(self) -> Self:
         return self
 

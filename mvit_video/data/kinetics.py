@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from .badfiles import BadVideoLog, load_or_replace
 from .decode import VideoDecodeError, open_video
-from .records import VideoRecord
+from .records import DatasetError, VideoRecord
 from .sampling import clip_span, spatial_crop_offsets, test_clip_indices, train_clip_indices, uniform_segment_indices
 from .transforms import normalize_, short_side_interpolate
 
@@ -294,3 +294,35 @@ class MultiViewDataset(Dataset):
         if self.single_view:
             video = video[0]
         return {"video": video, "label": record.label, "index": index, "valid": valid, "error": error}
+
+
+class FixedClipDataset(Dataset):
+    """The sanity-check training set (``TRAIN.OVERFIT_CLIPS``): the same clip of each video every epoch, without
+    augmentation -- the single evaluation view of ``views`` (a centred temporal clip, short side resized, centre crop).
+
+    A model that cannot drive the loss on a handful of such clips to ~0 has a bug in its data, labels or recipe.
+
+    Args:
+        views: a ``MultiViewDataset`` with one view per video over the chosen records.
+    """
+
+    def __init__(self, views: MultiViewDataset) -> None:
+        if views.num_views != 1:
+            raise ValueError(f"FixedClipDataset needs one view per video, got {views.num_views}")
+        self.views = views
+        self.records = views.records
+
+    def set_epoch(self, epoch: int) -> None:
+        """Nothing changes between epochs (the training loop calls it)."""
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        try:
+            video = self.views.views(record)[0]
+        except VideoDecodeError as e:
+            raise DatasetError(f"TRAIN.OVERFIT_CLIPS: {record.path} cannot be decoded ({e.reason}); remove it from "
+                               "the training split") from None  # fmt: skip
+        return {"video": video, "label": record.label, "index": index}

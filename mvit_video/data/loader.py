@@ -10,6 +10,7 @@ views of each video: ``"video": (B, V, 3, T, H, W)`` with V = ``TEST.NUM_ENSEMBL
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Iterator
 from functools import partial
@@ -19,9 +20,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .. import process
 from .badfiles import BadVideoLog, TooManyBadVideos
-from .decode import SUPPORTED_BACKENDS
 from .imagefolder import ImageDataset, read_image_folder
-from .kinetics import ClipDataset, ClipSampling, DecodeOptions, MultiViewDataset, SpatialViews
+from .decode import SUPPORTED_BACKENDS, VideoDecodeError, probe_video
+from .kinetics import ClipDataset, ClipSampling, DecodeOptions, FixedClipDataset, MultiViewDataset, SpatialViews
 from .pipeline import TrainClipTransform
 from .records import DatasetError, VideoRecord, check_labels, find_missing, read_csv_split, read_ssv2_split
 from .transforms import RandAugment, RandomErasing
@@ -30,6 +31,8 @@ SPLITS = ("train", "val", "test")
 VIDEO_DATASETS = ("kinetics", "ssv2")
 IMAGE_DATASETS = ("imagenet", "imagefolder")
 BAD_VIDEO_LOG = "bad_videos.txt"
+
+logger = logging.getLogger(__name__)
 
 
 def _dataset_name(cfg, split: str) -> str:
@@ -218,6 +221,54 @@ def _image_dataset(cfg, split: str) -> ImageDataset:
                         cfg.DATA.MEAN, cfg.DATA.STD, crop_ratio=crop_ratio, seed=cfg.RNG_SEED)  # fmt: skip
 
 
+def _overfit_refusal(cfg, num_records: int) -> str | None:
+    """Why ``TRAIN.OVERFIT_CLIPS`` cannot apply to this config, or None."""
+    n = cfg.TRAIN.OVERFIT_CLIPS
+    if _dataset_name(cfg, "train") in IMAGE_DATASETS:
+        return "it is implemented for video datasets only"
+    if cfg.MIXUP.ENABLE:
+        return "mixup blends random pairs of clips, so the targets change every step; set MIXUP.ENABLE False"
+    if cfg.AUG.NUM_SAMPLE > 1:
+        return "repeated augmentation has nothing to repeat on fixed clips; set AUG.NUM_SAMPLE 1"
+    if n > num_records:
+        return f"the training split has only {num_records} videos; lower it"
+    return None
+
+
+def spread_over_labels(records: list[VideoRecord], n: int) -> list[VideoRecord]:
+    """``n`` records taken in turn from each label (labels in order of first appearance, records in split order):
+    a class-sorted split still gives a sanity set where one constant prediction cannot reach a zero loss."""
+    by_label: dict = {}
+    for record in records:
+        by_label.setdefault(record.label, []).append(record)
+    queues = [iter(group) for group in by_label.values()]
+    chosen: list[VideoRecord] = []
+    while len(chosen) < n:
+        chosen += [r for r in (next(q, None) for q in queues) if r is not None][: n - len(chosen)]
+    return chosen
+
+
+def _overfit_dataset(cfg, records: list[VideoRecord], bad_log: BadVideoLog, decode: DecodeOptions) -> Dataset:
+    """``TRAIN.OVERFIT_CLIPS`` = N: N training videos (``spread_over_labels``: the first of each class in turn), one
+    fixed, unaugmented clip each (the validation view: centred clip, short side ``TRAIN_JITTER_SCALES[0]``, centre
+    crop ``TRAIN_CROP_SIZE``)."""
+    n = cfg.TRAIN.OVERFIT_CLIPS
+    refusal = _overfit_refusal(cfg, len(records))
+    if refusal:
+        raise DatasetError(f"TRAIN.OVERFIT_CLIPS={n} cannot apply: {refusal}")
+    chosen = spread_over_labels(records, n)
+    for record in chosen:  # a bad file among so few would make the check meaningless: say so before training
+        try:
+            probe_video(record.path)
+        except VideoDecodeError as e:
+            raise DatasetError(f"TRAIN.OVERFIT_CLIPS={n}: {record.path} cannot be decoded ({e.reason}); remove it "
+                               "from the training split") from None  # fmt: skip
+    views = MultiViewDataset(chosen, clip_sampling(cfg, "train"), 1, spatial_views(cfg, "val"), bad_log, decode)
+    logger.info("TRAIN.OVERFIT_CLIPS=%d: training on the same %d clips every epoch, without augmentation (the loss "
+                "should fall to ~0)", n, n)  # fmt: skip
+    return FixedClipDataset(views)
+
+
 def build_dataset(cfg, split: str) -> Dataset:
     """The dataset of one split ("train", "val" or "test") of a config.
 
@@ -234,6 +285,8 @@ def build_dataset(cfg, split: str) -> Dataset:
     records, missing = check_split(cfg, split)
     bad_log = _bad_log(cfg, split, records, missing)
     sampling = clip_sampling(cfg, split)
+    if split == "train" and cfg.TRAIN.OVERFIT_CLIPS:
+        return _overfit_dataset(cfg, records, bad_log, decode)
     if split == "train":
         return ClipDataset(records, sampling, transform, bad_log, decode, num_samples=cfg.AUG.NUM_SAMPLE,
                            seed=cfg.RNG_SEED)  # fmt: skip
