@@ -266,8 +266,10 @@ def check_rollout(model: nn.Module) -> None:
     if arch == "vit":
         cfg = model.cfg
         if cfg.attention_type != "joint" or cfg.talking_heads or cfg.class_attention_depth or cfg.reattention_depth:
-            raise ExplainError("attention rollout needs plain joint attention in every block; this ViT-family model "
-                               "has divided, talking-heads, class or re-attention blocks: use --method gradcam")  # fmt: skip
+            raise ExplainError(
+                "attention rollout needs plain joint attention in every block; this ViT-family "
+                "model has divided, talking-heads, class or re-attention blocks: use --method gradcam"
+            )
     if arch not in ("mvit", "vit", "ceit"):
         raise ExplainError(f"attention rollout does not know the {arch} family's attention; use --method gradcam")
 
@@ -357,14 +359,17 @@ def _mvit_attention(attn: nn.Module, x: torch.Tensor, thw: THW) -> tuple[torch.T
     return logits.softmax(-1).mean(1), tuple(q_thw), tuple(k_thw)
 
 
+def _triple(value: int | tuple) -> tuple[int, int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
+
+
 def _pool_back(r: torch.Tensor, pool: nn.Module | None, thw_in: THW, has_cls: bool) -> torch.Tensor:
     """Relevance on pooled tokens (B, [1 +] N_out) carried to the tokens they were pooled from (B, [1 +] N_in):
     the transpose of window averaging (``avg_pool3d`` without padded cells)."""
     if pool is None:
         return r
     cls, grid = (r[:, :1], r[:, 1:]) if has_cls else (r[:, :0], r)
-    kernel, stride, padding = (tuple(getattr(pool, name)) if isinstance(getattr(pool, name), (tuple, list))
-                               else (getattr(pool, name),) * 3 for name in ("kernel_size", "stride", "padding"))  # fmt: skip
+    kernel, stride, padding = (_triple(getattr(pool, name)) for name in ("kernel_size", "stride", "padding"))
     with torch.enable_grad():
         source = torch.zeros(1, r.shape[0], *thw_in, dtype=r.dtype, requires_grad=True)
         pads = [p for pad in reversed(padding) for p in (pad, pad)]
