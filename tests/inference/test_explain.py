@@ -88,6 +88,15 @@ FAMILIES = {
 ROLLOUT = ("mvit", "mvit_cls", "vit", "ceit")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared machine: one torch thread is several times faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _model(key: str) -> torch.nn.Module:
     torch.manual_seed(0)
     name, kw = FAMILIES[key]
