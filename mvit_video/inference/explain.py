@@ -5,7 +5,8 @@ Both give a heat map of the clip's size (T, H, W), in [0, 1]. The rules, for eve
 - **Reading a block's tokens as a grid.** A block's output is reshaped to the family's token grid (B, T', H', W', C):
   prefix tokens (cls, distillation) are dropped; MViT reports the grid each block pools to, the plain-ViT family and
   CeiT keep one grid, Swin and Shuffle blocks work on grids already, PVT, CoaT and CeiT blocks receive theirs, LeViT's
-  attention modules know theirs.
+  attention modules know theirs. Where a block's output grid does not reach the logits at all (exactly zero
+  gradient: the last block of a model that classifies from its cls token), Grad-CAM reads the tokens entering it.
 - **Mapping a token grid back to the frames.** Token i of an axis sits at input coordinate ``offset + i * stride``
   (the centre of its receptive field); a pixel's heat is linearly interpolated between the two token centres around
   it (the nearest one past the last centre). For MViT offset and stride come from the convolution arithmetic of the
