@@ -185,9 +185,9 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, radius: float) -> np.n
     return inside
 
 
-def _draw_object(frame: np.ndarray, spec: ToyVideoSpec, t: int) -> None:
-    """Paints the shape at its frame-``t`` pose onto ``frame`` in place, wrapping around the edges."""
-    height, width = frame.shape[:2]
+def _object_pixels(spec: ToyVideoSpec, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels the shape covers at frame ``t`` (rows, cols, wrapped around the edges) and each one's checkerboard
+    cell parity (0 or 1)."""
     cy, cx = spec.center[0] + spec.velocity[0] * t, spec.center[1] + spec.velocity[1] * t
     theta = math.radians(spec.angle + spec.spin * t)
     reach = math.ceil(spec.radius) + 1
@@ -199,10 +199,24 @@ def _draw_object(frame: np.ndarray, spec: ToyVideoSpec, t: int) -> None:
     v = -math.sin(theta) * px + math.cos(theta) * py
     inside = _shape_mask(spec.shape, u, v, spec.radius)
     checker = (np.floor(u / spec.cell) + np.floor(v / spec.cell)).astype(int) % 2
-    colors = np.asarray(spec.colors, dtype=np.uint8)[checker[inside]]
-    rows = (dy[inside].astype(int) + iy) % height
-    cols = (dx[inside].astype(int) + ix) % width
-    frame[rows, cols] = colors
+    rows = (dy[inside].astype(int) + iy) % spec.height
+    cols = (dx[inside].astype(int) + ix) % spec.width
+    return rows, cols, checker[inside]
+
+
+def _draw_object(frame: np.ndarray, spec: ToyVideoSpec, t: int) -> None:
+    """Paints the shape at its frame-``t`` pose onto ``frame`` in place, wrapping around the edges."""
+    rows, cols, checker = _object_pixels(spec, t)
+    frame[rows, cols] = np.asarray(spec.colors, dtype=np.uint8)[checker]
+
+
+def shape_mask(spec: ToyVideoSpec, t: int) -> np.ndarray:
+    """Where the shape is at frame ``t``: (height, width) bool, True on the pixels ``render_frames`` paints with
+    the shape (wrapping around the edges as the shape does)."""
+    mask = np.zeros((spec.height, spec.width), dtype=bool)
+    rows, cols, _ = _object_pixels(spec, t)
+    mask[rows, cols] = True
+    return mask
 
 
 def render_frames(spec: ToyVideoSpec) -> Iterator[np.ndarray]:

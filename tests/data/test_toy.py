@@ -19,6 +19,8 @@ from mvit_video.data.toy import (
     make_toy_dataset,
     plan_toy_dataset,
     render_background,
+    render_frames,
+    shape_mask,
 )
 
 SPLITS = ("train", "val", "test")
@@ -323,3 +325,14 @@ def test_stale_toy_folders_are_regenerated(tmp_path, monkeypatch):
     assert "toy_meta.json is missing" in toy_module.stale_reason("data/toy")
     ensure_toy_dataset(cfg)
     assert calls == ["data/toy", "data/toy"]
+
+
+def test_shape_mask_marks_the_painted_pixels():
+    spec = plan_toy_dataset(num_per_class=1)["test"][0]
+    background = render_background(spec)
+    for t, frame in zip((0, spec.num_frames - 1), (next(render_frames(spec)), list(render_frames(spec))[-1])):
+        mask = shape_mask(spec, t)
+        changed = (frame != background).any(axis=2)
+        assert mask.shape == (spec.height, spec.width)
+        assert not (changed & ~mask).any()  # nothing is painted outside the mask
+        assert changed[mask].mean() > 0.8  # and the shape's pixels differ from the background almost everywhere
