@@ -3,6 +3,7 @@ torch.export and TorchScript paths for a few families, and the pieces behind too
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -125,3 +126,17 @@ def test_clip_comes_from_the_test_preprocessing():
     clip = load_clip(source.model, source.cfg)
     assert clip.shape == (1, 3, 1, 224, 224) and clip.dtype == torch.float32
     assert 0.2 < float(clip.std()) < 5  # normalised pixels of a textured frame
+
+
+def test_clip_of_a_real_video_is_its_middle_window(tmp_path):
+    from mvit_video.data.encode import write_video
+    from mvit_video.data.toy import render_frames, sample_video_spec
+
+    spec = sample_video_spec(np.random.default_rng(3), 1, "v.mp4", sizes=[(96, 128)], fps_choices=[30],
+                             num_frames=(60, 60))  # fmt: skip
+    path = tmp_path / "v.mp4"
+    write_video(path, render_frames(spec), spec.fps)
+    source = load_source(model_name=TINY["mvit"][0], **TINY["mvit"][1])
+    clip = load_clip(source.model, source.cfg, str(path))
+    assert clip.shape == (1, 3, 4, 32, 32)
+    assert not torch.equal(clip, load_clip(source.model, source.cfg))  # not the generated clip
