@@ -12,7 +12,16 @@ from pathlib import Path
 
 from ..models.families import family_of
 from .check import DEFAULT_ATOL, DEFAULT_BATCHES, export_and_check, failure_line, format_table, parity, tolerance
-from .formats import DEFAULT_OPSET, FORMATS, ExportError, ExportInfo, check_format, export_model, load_exported
+from .formats import (
+    DEFAULT_OPSET,
+    FORMATS,
+    ExportError,
+    ExportInfo,
+    check_format,
+    check_output,
+    export_model,
+    load_exported,
+)
 from .inputs import ExportSource, load_clip, load_source
 
 __all__ = [
@@ -24,6 +33,7 @@ __all__ = [
     "ExportInfo",
     "ExportSource",
     "check_format",
+    "check_output",
     "default_output",
     "export",
     "export_and_check",
@@ -57,6 +67,8 @@ def export(fmt: str, cfg_path: str | None = None, model_name: str | None = None,
     check_format(fmt)
     if atol <= 0:
         raise ExportError(f"--atol must be positive, got {atol}")
+    if output:
+        check_output(fmt, output)
     source = load_source(cfg_path, model_name, checkpoint, opts)
     clip = load_clip(source.model, source.cfg, video)
     path = Path(output) if output else default_output(source.name, fmt)

@@ -64,6 +64,15 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def check_output(fmt: str, path: str | Path) -> Path:
+    """``path`` if format ``fmt`` can be written there (an ExportedProgram needs a .pt2 file), else a one-line
+    ``ExportError``."""
+    path = Path(path)
+    if fmt == "exported" and path.suffix != ".pt2":
+        raise ExportError(f"--output {path}: torch.export.load reads ExportedPrograms from .pt2 files; end it in .pt2")
+    return path
+
+
 def _trace_example(clip: torch.Tensor) -> torch.Tensor:
     # (1, C, T, H, W) -> (TRACE_BATCH, C, T, H, W)
     return clip[:1].expand(TRACE_BATCH, *clip.shape[1:]).contiguous()
@@ -115,8 +124,8 @@ def export_model(model: nn.Module, clip: torch.Tensor, fmt: str, path: str | Pat
         ExportError: the model cannot be exported in this format (one line naming the cause).
     """
     check_format(fmt)
+    path = check_output(fmt, path)
     model.eval()
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = _trace_example(clip)
     start = time.perf_counter()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from mvit_video.export import (
+    FORMATS,
     ExportError,
     check_format,
     export_and_check,
@@ -69,7 +70,7 @@ def clip_of(model: nn.Module) -> torch.Tensor:
 
 def _check(family: str, fmt: str, tmp_path) -> dict:
     model = tiny(family)
-    report = export_and_check(model, clip_of(model), fmt, tmp_path / f"{family}.{fmt}", batches=(1, 3))
+    report = export_and_check(model, clip_of(model), fmt, tmp_path / f"{family}{FORMATS[fmt]}", batches=(1, 3))
     assert [r["batch"] for r in report["parity"]] == [1, 3]
     assert report["ok"], format_table(report)
     assert all(r["logit_scale"] > 0.1 for r in report["parity"])  # real logits, not a zero head
@@ -140,3 +141,9 @@ def test_clip_of_a_real_video_is_its_middle_window(tmp_path):
     clip = load_clip(source.model, source.cfg, str(path))
     assert clip.shape == (1, 3, 4, 32, 32)
     assert not torch.equal(clip, load_clip(source.model, source.cfg))  # not the generated clip
+
+
+def test_an_exported_program_goes_to_a_pt2_file(tmp_path):
+    model = tiny("vit")
+    with pytest.raises(ExportError, match="end it in .pt2"):
+        export_and_check(model, clip_of(model), "exported", tmp_path / "vit.pt")
