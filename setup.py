@@ -35,6 +35,14 @@ TEST_REQUIRES = [
     "transformers>=5,<6",
 ]
 
+# tools/export.py --format onnx: torch's ONNX exporter (onnx, onnxscript) and the parity run (onnxruntime)
+EXPORT_REQUIRES = [
+    "onnx>=1.18",
+    "onnxscript>=0.5",
+    "onnxruntime>=1.22",
+]
+TEST_REQUIRES += EXPORT_REQUIRES
+
 setup(
     name="mvit_video",
     version="0.1.0",
@@ -46,5 +54,5 @@ setup(
     packages=find_packages(include=["mvit_video", "mvit_video.*"]),
     package_data={"mvit_video.data": ["classnames/*.txt"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "export": EXPORT_REQUIRES},
 )

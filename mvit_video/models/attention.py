@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Optional, Sequence
 
 import torch
@@ -214,13 +215,20 @@ def fused_attention(
 ATTENTION_IMPLS = ("auto", "math", "sdpa")
 
 
+def _exporting_onnx() -> bool:
+    """Whether ``torch.onnx.export`` is running (torch.onnx is imported lazily: not imported, not exporting)."""
+    onnx = sys.modules.get("torch.onnx")
+    return onnx is not None and onnx.is_in_onnx_export()
+
+
 def resolve_attention(impl: str, x: torch.Tensor) -> str:
     """The implementation ``impl`` means for input ``x``: "auto" is the fused SDPA path, except in float64 (the
-    precision of the reference checks, where the plain path is the reference) and while tracing for FLOP
-    counts (fvcore counts matmuls, not SDPA)."""
+    precision of the reference checks, where the plain path is the reference), while tracing (fvcore counts
+    matmuls, not SDPA; TorchScript export) and while exporting to ONNX (no attention op before opset 23: the
+    exporter spells SDPA out as matmuls, and the plain path's are the narrower ones)."""
     if impl != "auto":
         return impl
-    if x.dtype == torch.float64 or torch.jit.is_tracing():
+    if x.dtype == torch.float64 or torch.jit.is_tracing() or _exporting_onnx():
         return "math"
     return "sdpa"
 

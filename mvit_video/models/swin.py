@@ -199,7 +199,9 @@ class WindowAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=additive.to(q.dtype), dropout_p=dropout)
         else:
             attn = (q * (C // self.heads) ** -0.5) @ k.transpose(-2, -1)  # (B*nW, heads, N, N)
-            if mask is None or batch == 1:  # the term broadcasts over the windows as they are: add in place
+            # the term broadcasts over the windows as they are: add in place (not when tracing: a traced graph must
+            # serve every batch size)
+            if mask is None or (batch == 1 and not torch.jit.is_tracing()):
                 attn = attn.add_(additive)  # (the matmul's backward needs its inputs, not this output)
             else:  # one term per window of a clip, broadcast over the clips: (B, nW, heads, N, N)
                 attn = (attn.unflatten(0, (batch, -1)) + additive).flatten(0, 1)

@@ -82,7 +82,14 @@ def shift_window_mask(grid: THW, window: THW, shift: THW, device=None, dtype=Non
 
 
 @functools.lru_cache(maxsize=16)
+def _cached_mask(grid: THW, window: THW, shift: THW, device=None, dtype=None) -> torch.Tensor:
+    return shift_window_mask(grid, window, shift, device, dtype)
+
+
 def cached_shift_window_mask(grid: THW, window: THW, shift: THW, device=None, dtype=None) -> torch.Tensor:
     """``shift_window_mask``, built once per grid, window, shift, device and dtype (every shifted block of a stage
-    uses the same one, at every step). Callers must not modify it in place."""
-    return shift_window_mask(grid, window, shift, device, dtype)
+    uses the same one, at every step). Callers must not modify it in place. While compiling or exporting it is
+    built in the graph: a tensor made there is a fake one and must not outlive the trace in the cache."""
+    if torch.compiler.is_compiling():
+        return shift_window_mask(grid, window, shift, device, dtype)
+    return _cached_mask(grid, window, shift, device, dtype)
