@@ -42,6 +42,7 @@ TINY = {
     "coat": ("coat_lite_ti_in1k", {**IMAGE, "embed_dims": (16, 16, 16, 16), "serial_depths": (1, 1, 1, 1),
                                    "num_heads": 8}),
     "ceit": ("ceit_t_in1k", {**IMAGE, "input_size": (1, 64, 64), "depth": 1, "embed_dim": 16, "num_heads": 2}),
+    "cvt": ("cvt_13_in1k", {**IMAGE, "embed_dims": (16, 32, 48), "depths": (1, 1, 1), "num_heads": (1, 2, 3)}),
 }  # fmt: skip
 
 
