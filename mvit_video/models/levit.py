@@ -163,30 +163,75 @@ def offset_bias_index(grid: THW, q_stride: THW = (1, 1, 1)) -> torch.Tensor:
     return (offsets[0] * h + offsets[1]) * w + offsets[2]
 
 
-class LinearNorm(nn.Module):
-    """A bias-free Linear and BatchNorm over the tokens: (B, N, C) -> (B, N, C')."""
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def _cache_key(*tensors: torch.Tensor) -> tuple:
+    """Identifies the values of tensors: storage and version counter (every in-place change, ``load_state_dict``
+    and optimizer steps included, bumps the version), dtype and device."""
+    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+
+
+class _FoldedNorm(nn.Module):
+    """A bias-free ``linear`` (Linear or Conv3d) followed by a BatchNorm ``bn``. In eval mode without autograd
+    (inference) the BatchNorm is folded into the weights (one matmul or conv with a bias, no normalisation pass;
+    timm's ``fuse()`` does the same on request): the folded weights are kept until any of the five tensors changes
+    (``_cache_key``), and ``.to()`` / ``.double()`` drop them."""
+
+    linear: nn.Module
+    bn: nn.Module
+
+    def _fold_now(self) -> bool:
+        return not self.training and not torch.is_grad_enabled() and self.bn.running_var is not None and not _tracing()
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of ``linear`` with the eval-mode BatchNorm folded in."""
+        bn, weight = self.bn, self.linear.weight
+        key = _cache_key(weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        if self._folded is None or self._folded[0] != key:
+            scale = bn.weight.detach() * torch.rsqrt(bn.running_var + bn.eps)
+            shape = (-1,) + (1,) * (weight.dim() - 1)
+            self._folded = (key, (weight.detach() * scale.view(shape), bn.bias.detach() - bn.running_mean * scale))
+        return self._folded[1]
+
+    def _apply(self, fn, recurse: bool = True):
+        self._folded = None
+        return super()._apply(fn, recurse)
+
+
+class LinearNorm(_FoldedNorm):
+    """A bias-free Linear and BatchNorm over the tokens: (B, N, C) -> (B, N, C'); folded for inference."""
 
     def __init__(self, in_dim: int, out_dim: int, bn_weight: float = 1.0) -> None:
         super().__init__()
         self.linear = nn.Linear(in_dim, out_dim, bias=False)
         self.bn = nn.BatchNorm1d(out_dim)
         nn.init.constant_(self.bn.weight, bn_weight)
+        self._folded: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fold_now():
+            return F.linear(x, *self.folded())
         x = self.linear(x)
         return self.bn(x.flatten(0, 1)).reshape_as(x)
 
 
-class ConvNorm(nn.Module):
-    """A stem conv: bias-free Conv3d, kernel (kt, 3, 3), stride (st, 2, 2), padding (kt // 2, 1, 1), BatchNorm3d."""
+class ConvNorm(_FoldedNorm):
+    """A stem conv: bias-free Conv3d, kernel (kt, 3, 3), stride (st, 2, 2), padding (kt // 2, 1, 1), BatchNorm3d;
+    folded for inference."""
 
     def __init__(self, in_chans: int, out_chans: int, time_kernel: int, time_stride: int) -> None:
         super().__init__()
         kernel, stride, padding = (time_kernel, 3, 3), (time_stride, 2, 2), (time_kernel // 2, 1, 1)
         self.linear = nn.Conv3d(in_chans, out_chans, kernel, stride, padding, bias=False)
         self.bn = nn.BatchNorm3d(out_chans)
+        self._folded: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fold_now():
+            conv = self.linear
+            return F.conv3d(x, *self.folded(), conv.stride, conv.padding)
         return self.bn(self.linear(x))
 
 
@@ -229,10 +274,9 @@ class OffsetBiasAttention(nn.Module):
         table changes: its storage and version counter are the key (every in-place change, ``load_state_dict``
         and optimizer steps included, bumps the version), and ``.to()`` / ``.double()`` drop it (``_apply``)."""
         table = self.attention_biases
-        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # export, compile: the gather is traced
-        if tracing or (torch.is_grad_enabled() and table.requires_grad):
+        if _tracing() or (torch.is_grad_enabled() and table.requires_grad):  # export, compile: the gather is traced
             return table[:, self.attention_bias_idxs]
-        key = (table.data_ptr(), table._version, table.dtype, table.device, self.attention_bias_idxs.data_ptr())
+        key = _cache_key(table, self.attention_bias_idxs)
         if self._gathered is None or self._gathered[0] != key:
             self._gathered = (key, table.detach()[:, self.attention_bias_idxs])
         return self._gathered[1]

@@ -122,6 +122,25 @@ def test_biases_never_go_stale():
         torch.testing.assert_close(model.float()(x.float()), fresh.float()(x.float()), rtol=0, atol=0)  # a cast
 
 
+def test_inference_folds_batch_norm_and_never_goes_stale():
+    """Without autograd in eval mode, each Linear+BN runs as one folded matmul: equal to the unfolded path (autograd
+    on) in float64; BN statistics or weights changed in place after a forward (a loaded checkpoint, a precise-BN
+    update) act on the next forward."""
+    model = _randomize(create_model("levit_128s_in1k", **SMALL, input_size=(1, 64, 64)), seed=4).double().eval()
+    x = input64(2, 3, 64, 64)
+    unfolded = model(x).detach()
+    with torch.inference_mode():
+        folded = model(x)
+    assert rel_l2(folded, unfolded) < 1e-13
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name.endswith("bn.running_var"):
+                buffer.mul_(2.0)
+        changed = model(x)
+    assert rel_l2(changed, folded) > 1e-3
+    assert rel_l2(changed, model(x).detach()) < 1e-13
+
+
 def test_offset_index_is_timms_on_one_frame_and_absolute_in_time():
     from timm.models.levit import AttentionDownsample
 
