@@ -51,6 +51,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .layers import DropPath, Mlp
 from .layers.attention import Attention
+from .layers.conv import Conv3d
 from .layers.embedding import pad_time_to
 from .layers.position import resize_grid_embedding
 from .registry import register_model
@@ -176,7 +177,7 @@ class ConvPoolStem(nn.Module):
     def __init__(self, cfg: CeiTConfig) -> None:
         super().__init__()
         kt, kp, ch = cfg.stem_time_kernel, cfg.pool_time_kernel, cfg.stem_channels
-        self.conv = nn.Conv3d(cfg.in_chans, ch, (kt, 7, 7), (cfg.stem_time_stride, 2, 2), (kt // 2, 3, 3), bias=False)
+        self.conv = Conv3d(cfg.in_chans, ch, (kt, 7, 7), (cfg.stem_time_stride, 2, 2), (kt // 2, 3, 3), bias=False)
         self.bn = nn.BatchNorm3d(ch)
         self.maxpool = nn.MaxPool3d((kp, 3, 3), (cfg.pool_time_stride, 2, 2), (kp // 2, 1, 1))
 
@@ -198,7 +199,7 @@ class ImageToTokens(nn.Module):
         super().__init__()
         self.backbone = ConvPoolStem(cfg)
         kernel = (cfg.tubelet_size, cfg.patch_size, cfg.patch_size)
-        self.proj = nn.Conv3d(cfg.stem_channels, cfg.embed_dim, kernel, kernel)
+        self.proj = Conv3d(cfg.stem_channels, cfg.embed_dim, kernel, kernel)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, THW]:
         x = self.proj(pad_time_to(self.backbone(x), self.proj.stride[0]))
@@ -221,10 +222,10 @@ class LeFF(nn.Module):
 
     def __init__(self, dim: int, hidden: int, kernel: int = 3, time_kernel: int = 1, bn: bool = True) -> None:
         super().__init__()
-        self.conv1 = nn.Conv3d(dim, hidden, 1)
-        self.conv2 = nn.Conv3d(hidden, hidden, (time_kernel, kernel, kernel), 1,
+        self.conv1 = Conv3d(dim, hidden, 1)
+        self.conv2 = Conv3d(hidden, hidden, (time_kernel, kernel, kernel), 1,
                                (time_kernel // 2, kernel // 2, kernel // 2), groups=hidden)  # fmt: skip
-        self.conv3 = nn.Conv3d(hidden, dim, 1)
+        self.conv3 = Conv3d(hidden, dim, 1)
         self.act = nn.GELU()
         self.bn1 = nn.BatchNorm3d(hidden) if bn else nn.Identity()
         self.bn2 = nn.BatchNorm3d(hidden) if bn else nn.Identity()

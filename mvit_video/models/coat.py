@@ -44,6 +44,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import THW
 from .layers import DropPath, Mlp
+from .layers.conv import Conv3d
 from .registry import register_model
 
 _NORM_EPS = 1e-6  # timm's LayerNorm in the blocks and final norms (the patch embeddings' is nn.LayerNorm, 1e-5)
@@ -150,7 +151,7 @@ class PatchEmbed3d(nn.Module):
     def __init__(self, in_chans: int, dim: int, patch: int, time_kernel: int, time_stride: int) -> None:
         super().__init__()
         padding = ((time_kernel - time_stride + 1) // 2, 0, 0)
-        self.proj = nn.Conv3d(in_chans, dim, (time_kernel, patch, patch), (time_stride, patch, patch), padding)
+        self.proj = Conv3d(in_chans, dim, (time_kernel, patch, patch), (time_stride, patch, patch), padding)
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, THW]:
@@ -164,7 +165,7 @@ class ConvPosEnc(nn.Module):
 
     def __init__(self, dim: int, time_kernel: int) -> None:
         super().__init__()
-        self.proj = nn.Conv3d(dim, dim, (time_kernel, 3, 3), 1, (time_kernel // 2, 1, 1), groups=dim)
+        self.proj = Conv3d(dim, dim, (time_kernel, 3, 3), 1, (time_kernel // 2, 1, 1), groups=dim)
 
     def forward(self, x: torch.Tensor, grid: THW) -> torch.Tensor:
         B, _, C = x.shape
@@ -180,7 +181,7 @@ class ConvRelPosEnc(nn.Module):
     def __init__(self, head_chs: int, windows: tuple[int, ...], head_splits: tuple[int, ...], time_kernel: int):
         super().__init__()
         self.conv_list = nn.ModuleList(
-            nn.Conv3d(
+            Conv3d(
                 s * head_chs,
                 s * head_chs,
                 (time_kernel, w, w),

@@ -51,6 +51,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .layers import DropPath, Mlp
 from .layers.attention import attend
+from .layers.conv import Conv3d
 from .registry import register_model
 
 THW = tuple[int, int, int]
@@ -192,7 +193,7 @@ class ConvProjection(nn.Module):
 
     def __init__(self, dim: int, time_kernel: int, stride: THW) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(dim, dim, (time_kernel, 3, 3), stride, (time_kernel // 2, 1, 1), groups=dim, bias=False)
+        self.conv = Conv3d(dim, dim, (time_kernel, 3, 3), stride, (time_kernel // 2, 1, 1), groups=dim, bias=False)
         self.bn = nn.BatchNorm3d(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,7 +275,7 @@ class ConvEmbed(nn.Module):
 
     def __init__(self, in_chans: int, dim: int, kernel: THW, stride: THW, padding: THW, eps: float) -> None:
         super().__init__()
-        self.proj = nn.Conv3d(in_chans, dim, kernel, stride, padding)
+        self.proj = Conv3d(in_chans, dim, kernel, stride, padding)
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, THW]:

@@ -47,6 +47,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import THW, resolve_biased_attention
 from .layers import DropPath
+from .layers.conv import Conv3d, conv3d
 from .registry import register_model
 
 _ACTIVATIONS = {"hardswish": nn.Hardswish, "silu": nn.SiLU}
@@ -224,14 +225,14 @@ class ConvNorm(_FoldedNorm):
     def __init__(self, in_chans: int, out_chans: int, time_kernel: int, time_stride: int) -> None:
         super().__init__()
         kernel, stride, padding = (time_kernel, 3, 3), (time_stride, 2, 2), (time_kernel // 2, 1, 1)
-        self.linear = nn.Conv3d(in_chans, out_chans, kernel, stride, padding, bias=False)
+        self.linear = Conv3d(in_chans, out_chans, kernel, stride, padding, bias=False)
         self.bn = nn.BatchNorm3d(out_chans)
         self._folded: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fold_now():
             conv = self.linear
-            return F.conv3d(x, *self.folded(), conv.stride, conv.padding)
+            return conv3d(x, *self.folded(), conv.stride, conv.padding)
         return self.bn(self.linear(x))
 
 

@@ -73,6 +73,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .layers import DropPath
 from .layers.attention import attend
+from .layers.conv import Conv3d
 from .layers.position import resize_grid_embedding
 from .registry import register_model
 
@@ -232,13 +233,13 @@ class SpatialReductionAttention(nn.Module):
         self.sr_time, self.prefix_per_frame = 1, cfg.cls_key_per_frame
         if cfg.linear:
             self.pool = nn.AdaptiveAvgPool3d((cfg.linear_pool_time or None, 7, 7))
-            self.sr = nn.Conv3d(dim, dim, 1)
+            self.sr = Conv3d(dim, dim, 1)
             self.norm = nn.LayerNorm(dim, eps=cfg.conv_norm_eps)
             self.act = nn.GELU()
         elif sr_ratio > 1:
             self.sr_time = cfg.sr_time_ratio
             kernel = (cfg.sr_time_ratio, sr_ratio, sr_ratio)
-            self.sr = nn.Conv3d(dim, dim, kernel, kernel)
+            self.sr = Conv3d(dim, dim, kernel, kernel)
             self.norm = nn.LayerNorm(dim, eps=cfg.conv_norm_eps)
 
     def _reduce(self, x: torch.Tensor, grid: THW) -> torch.Tensor:
@@ -275,7 +276,7 @@ class ConvFFN(nn.Module):
         kt = cfg.dwconv_time_kernel
         self.fc1 = nn.Linear(dim, hidden)
         self.relu = nn.ReLU() if cfg.linear else nn.Identity()
-        self.dwconv = nn.Conv3d(hidden, hidden, (kt, 3, 3), 1, (kt // 2, 1, 1), groups=hidden)
+        self.dwconv = Conv3d(hidden, hidden, (kt, 3, 3), 1, (kt // 2, 1, 1), groups=hidden)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(cfg.drop_rate) if cfg.drop_rate > 0 else nn.Identity()
@@ -346,7 +347,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, in_chans: int, dim: int, kernel: THW, stride: THW, overlap: bool, eps: float) -> None:
         super().__init__()
         padding = tuple(k // 2 for k in kernel) if overlap else (kernel[0] // 2, 0, 0)
-        self.proj = nn.Conv3d(in_chans, dim, kernel, stride, padding)
+        self.proj = Conv3d(in_chans, dim, kernel, stride, padding)
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, THW]:

@@ -43,6 +43,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import resolve_attention, resolve_biased_attention
 from .layers import DropPath
+from .layers.conv import Conv3d
 from .layers.embedding import pad_time_to
 from .layers.window import bias_table_size, fit_window, relative_position_index
 from .registry import register_model
@@ -231,8 +232,8 @@ class WindowAttention(nn.Module):
             impl,
             attn_drop,
         )
-        self.to_qkv = nn.Conv3d(dim, dim * 3, 1, bias=False)
-        self.proj = nn.Conv3d(dim, dim, 1)
+        self.to_qkv = Conv3d(dim, dim * 3, 1, bias=False)
+        self.proj = Conv3d(dim, dim, 1)
         self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
         self.relative_position_bias_table = None
         if relative_pos:
@@ -271,9 +272,9 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
         super().__init__()
-        self.fc1 = nn.Conv3d(dim, hidden, 1)
+        self.fc1 = Conv3d(dim, hidden, 1)
         self.act = nn.ReLU6()
-        self.fc2 = nn.Conv3d(hidden, dim, 1)
+        self.fc2 = Conv3d(hidden, dim, 1)
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -299,7 +300,7 @@ class ShuffleBlock(nn.Module):
         self.attn = WindowAttention(dim, heads, window, shuffled, cfg.relative_pos, cfg.attn_drop_rate, cfg.drop_rate,
                                     cfg.attention)  # fmt: skip
         kernel = (cfg.local_temporal_kernel, window[1], window[2])
-        self.local = nn.Conv3d(dim, dim, kernel, 1, tuple(k // 2 for k in kernel), groups=dim, bias=cfg.qkv_bias)
+        self.local = Conv3d(dim, dim, kernel, 1, tuple(k // 2 for k in kernel), groups=dim, bias=cfg.qkv_bias)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.BatchNorm3d(dim, eps=cfg.bn_eps)
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), cfg.drop_rate)
@@ -317,7 +318,7 @@ class PatchMerging(nn.Module):
     def __init__(self, dim: int, out_dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.norm = nn.BatchNorm3d(dim, eps=eps)
-        self.reduction = nn.Conv3d(dim, out_dim, (1, 2, 2), (1, 2, 2), bias=False)
+        self.reduction = Conv3d(dim, out_dim, (1, 2, 2), (1, 2, 2), bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reduction(self.norm(x))
@@ -352,11 +353,11 @@ class TokenStem(nn.Module):
     def __init__(self, cfg: ShuffleConfig) -> None:
         super().__init__()
         tub, eps = cfg.stem_tubelet, cfg.bn_eps
-        self.conv1 = nn.Sequential(nn.Conv3d(cfg.in_chans, cfg.token_dim, (tub, 3, 3), (tub, 2, 2), (0, 1, 1)),
+        self.conv1 = nn.Sequential(Conv3d(cfg.in_chans, cfg.token_dim, (tub, 3, 3), (tub, 2, 2), (0, 1, 1)),
                                    nn.BatchNorm3d(cfg.token_dim, eps=eps), nn.ReLU6())  # fmt: skip
-        self.conv2 = nn.Sequential(nn.Conv3d(cfg.token_dim, cfg.embed_dim, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        self.conv2 = nn.Sequential(Conv3d(cfg.token_dim, cfg.embed_dim, (1, 3, 3), (1, 2, 2), (0, 1, 1)),
                                    nn.BatchNorm3d(cfg.embed_dim, eps=eps), nn.ReLU6())  # fmt: skip
-        self.conv3 = nn.Conv3d(cfg.embed_dim, cfg.embed_dim, 1)
+        self.conv3 = Conv3d(cfg.embed_dim, cfg.embed_dim, 1)
         self.tubelet = tub
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import resolve_biased_attention
 from .layers import DropPath, Mlp
+from .layers.conv import Conv3d
 from .layers.window import (
     THW,
     bias_table_size,
@@ -300,7 +301,7 @@ class PatchEmbed3d(nn.Module):
     def __init__(self, in_chans: int, dim: int, patch: THW, eps: float) -> None:
         super().__init__()
         self.patch = tuple(patch)
-        self.proj = nn.Conv3d(in_chans, dim, self.patch, self.patch)
+        self.proj = Conv3d(in_chans, dim, self.patch, self.patch)
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

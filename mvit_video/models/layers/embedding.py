@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import Conv3d
+
 
 def pad_time_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """A clip (B, C, T, H, W) zero-padded at its end to a multiple of ``multiple`` frames."""
@@ -80,12 +82,12 @@ class ConvPatchEmbed(nn.Module):
             raise ValueError(f"ConvPatchEmbed needs an even patch_size and an odd temporal_kernel, got {patch_size} "
                              f"and {temporal_kernel}")  # fmt: skip
         kt, pt, half = temporal_kernel, temporal_kernel // 2, patch_size // 2
-        self.conv1 = nn.Conv3d(in_chans, channels, (kt, 7, 7), (temporal_stride, 2, 2), (pt, 3, 3), bias=False)
+        self.conv1 = Conv3d(in_chans, channels, (kt, 7, 7), (temporal_stride, 2, 2), (pt, 3, 3), bias=False)
         self.bn1 = nn.BatchNorm3d(channels)
         self.relu = nn.ReLU()
-        self.conv2 = nn.Conv3d(channels, channels, (kt, 3, 3), 1, (pt, 1, 1), bias=False)
+        self.conv2 = Conv3d(channels, channels, (kt, 3, 3), 1, (pt, 1, 1), bias=False)
         self.bn2 = nn.BatchNorm3d(channels)
-        self.proj = nn.Conv3d(channels, embed_dim, (tubelet, half, half), (tubelet, half, half))
+        self.proj = Conv3d(channels, embed_dim, (tubelet, half, half), (tubelet, half, half))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         x = self.relu(self.bn1(self.conv1(x)))  # (B, C, T, H, W) -> (B, 64, T/st, H/2, W/2)

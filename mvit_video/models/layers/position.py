@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv import Conv3d
+
 THW = tuple[int, int, int]
 
 
@@ -57,7 +59,7 @@ class PositionGenerator(nn.Module):
     def __init__(self, dim: int, kernel: tuple[int, int, int] = (3, 3, 3)) -> None:
         super().__init__()
         padding = tuple(k // 2 for k in kernel)
-        self.proj = nn.Sequential(nn.Conv3d(dim, dim, tuple(kernel), 1, padding, groups=dim))
+        self.proj = nn.Sequential(Conv3d(dim, dim, tuple(kernel), 1, padding, groups=dim))
 
     def forward(self, x: torch.Tensor, thw: THW, num_prefix: int) -> torch.Tensor:
         prefix, tokens = x[:, :num_prefix], x[:, num_prefix:]
