@@ -23,7 +23,7 @@ from .ceit import CeiT, CeiTConfig
 from .coat import CoaT, CoaTConfig
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .cvt import ConvolutionalVisionTransformer, CvTConfig
-from .families import Family, get_family, register_family
+from .families import VARIANT_TYPES, Family, get_family, register_family
 from .formats.ceit import convert_to_ceit
 from .formats.coat import convert_to_coat
 from .formats.cvt import convert_to_cvt
@@ -31,8 +31,9 @@ from .formats.levit import convert_to_levit
 from .formats.pvt import convert_to_pvt
 from .formats.shuffle import convert_to_shuffle
 from .formats.swin import convert_to_swin
-from .formats.vit import convert_to_vit
+from .formats.vit import PRETRAINING_KEYS, convert_to_vit
 from .levit import LeViT, LeViTConfig
+from .mae import MAEConfig, MaskedAutoencoder
 from .mvit import MViT, MViTConfig
 from .pvt import PVTConfig, PyramidVisionTransformer
 from .shuffle import ShuffleConfig, ShuffleTransformer
@@ -126,7 +127,8 @@ ROOT_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 
 
 def derived_family(arch: str, model_type: type[nn.Module], config_type: type, section: str,
-                   convert: Callable[[Any, str | None], tuple[dict, str]], head_keys: tuple[str, ...]) -> Family:  # fmt: skip
+                   convert: Callable[[Any, str | None], tuple[dict, str]], head_keys: tuple[str, ...],
+                   pretraining_keys: tuple[str, ...] = ()) -> Family:  # fmt: skip
     """Registers a family whose section mirrors ``config_type`` (every field but the ``ROOT_FIELDS`` it has)."""
     field_names = {f.name for f in dataclasses.fields(config_type)}
     from_root = {name: where for name, (where, _) in ROOT_FIELDS.items() if name in field_names}
@@ -140,7 +142,8 @@ def derived_family(arch: str, model_type: type[nn.Module], config_type: type, se
         except ValueError as e:
             raise ConfigError(f"{section}: {e}") from None
 
-    return register_family(Family(arch, model_type, config_type, section, from_cfg, convert, head_keys))
+    return register_family(Family(arch, model_type, config_type, section, from_cfg, convert, head_keys,
+                                  pretraining_keys))  # fmt: skip
 
 
 def _vit_state(obj, source: str | None) -> tuple[dict, str]:
@@ -154,7 +157,8 @@ def _swin_state(obj, source: str | None) -> tuple[dict, str]:
 register_family(Family("mvit", MViT, MViTConfig, "MVIT", mvit_config_from_cfg, convert_to_slowfast,
                        ("head.projection.weight", "head.projection.bias")))  # fmt: skip
 derived_family("vit", VisionTransformer, ViTConfig, "VIT", _vit_state,
-               ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"))  # fmt: skip
+               ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"), PRETRAINING_KEYS)  # fmt: skip
+VARIANT_TYPES[MAEConfig] = MaskedAutoencoder  # the ViT family's MAE pre-training model (``build_mae``)
 derived_family("swin", SwinTransformer, SwinConfig, "SWIN", _swin_state, ("head.fc.weight", "head.fc.bias"))
 
 
