@@ -205,6 +205,63 @@ def _cvt_state(obj, source: str | None) -> tuple[dict, str]:
 derived_family("cvt", ConvolutionalVisionTransformer, CvTConfig, "CVT", _cvt_state, ("head.weight", "head.bias"))
 
 
+# MASK keys of PySlowFast's MaskMViT decoder that the ViT family's MAE does not build: refused when set
+_MAE_UNSUPPORTED = {"DECODER_SEP_POS_EMBED": False, "DEC_KV_KERNEL": [], "DEC_KV_STRIDE": [], "PRED_HOG": False,
+                    "SCALE_INIT_BY_DEPTH": False}  # fmt: skip
+_MAE_HEAD_WIDTH = 64  # decoder heads when MASK has no DECODER_NUM_HEADS: VideoMAE's (384 / 6, 192 / 3, 512 / 8)
+
+
+def _check_mae_settings(cfg) -> None:
+    """One line for a root config whose settings the MAE would not honour."""
+    mask = cfg.MASK
+    if not (mask.ENABLE and mask.MAE_ON):
+        raise ConfigError(f"MAE pre-training needs MASK.ENABLE True and MASK.MAE_ON True, got {mask.ENABLE} and "
+                          f"{mask.MAE_ON}")  # fmt: skip
+    if str(cfg.MODEL.ARCH).lower() != "vit":
+        raise ConfigError(f"MAE pre-training (MASK.MAE_ON) is built for MODEL.ARCH vit, got {cfg.MODEL.ARCH!r}")
+    for key, default in _MAE_UNSUPPORTED.items():
+        if key in mask and mask[key] != default and mask[key] is not None:
+            raise ConfigError(f"MASK.{key}={mask[key]} is not supported by the ViT family's MAE; set it to {default}")
+    if cfg.MODEL.DROPOUT_RATE:
+        raise ConfigError(f"MODEL.DROPOUT_RATE={cfg.MODEL.DROPOUT_RATE} is the classifier's dropout; MAE pre-training "
+                          "has no classifier: set it to 0.0")  # fmt: skip
+    if cfg.MODEL.DETACH_FINAL_FC:
+        raise ConfigError("MODEL.DETACH_FINAL_FC=True detaches a classifier; MAE pre-training has none: set it to False")
+
+
+def mae_config_from_cfg(cfg) -> MAEConfig:
+    """The ``MAEConfig`` of a root config with PySlowFast's ``MASK`` section: the encoder from ``VIT`` (and the
+    shared root keys), the decoder from ``MASK.DECODER_EMBED_DIM`` / ``MASK.DECODER_DEPTH`` (heads:
+    ``MASK.DECODER_NUM_HEADS`` where the schema has it, else one per 64 channels as VideoMAE's), the targets from
+    ``MASK.NORM_PRED_PIXEL`` / ``MASK.TIME_STRIDE_LOSS`` and ``DATA.MEAN`` / ``DATA.STD`` (undone to pixels).
+    ``MODEL.NUM_CLASSES`` plays no part (no classifier). The masks themselves (``AUG.MASK_RATIO``,
+    ``AUG.MASK_TUBE``, ``MASK.MAE_RND_MASK``, ``MASK.PER_FRAME_MASKING``) are the data layer's.
+
+    Args:
+        cfg: a root config holding the ``MASK`` section (keys read only here, when called).
+
+    Raises:
+        ConfigError: one line for a setting the MAE would not honour.
+    """
+    _check_mae_settings(cfg)
+    mask = cfg.MASK
+    encoder = get_family("vit").from_cfg(cfg).replace(num_classes=0, head_dropout=0.0)
+    dim = mask.DECODER_EMBED_DIM
+    heads = mask.get("DECODER_NUM_HEADS") or max(1, dim // _MAE_HEAD_WIDTH)
+    fields = {f.name: getattr(encoder, f.name) for f in dataclasses.fields(ViTConfig)}
+    try:
+        return MAEConfig(**fields, decoder_embed_dim=dim, decoder_depth=mask.DECODER_DEPTH, decoder_num_heads=heads,
+                         norm_pix_loss=mask.NORM_PRED_PIXEL, time_stride_loss=mask.TIME_STRIDE_LOSS,
+                         pixel_mean=tuple(cfg.DATA.MEAN), pixel_std=tuple(cfg.DATA.STD))  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(f"MASK / VIT: {e}") from None
+
+
+def build_mae(cfg) -> MaskedAutoencoder:
+    """The MAE pre-training model a root config describes (``mae_config_from_cfg``), randomly initialised on CPU."""
+    return MaskedAutoencoder(mae_config_from_cfg(cfg))
+
+
 def model_config_from_cfg(cfg):
     """The typed config (``MViTConfig``, ``ViTConfig``, ...) a root config describes."""
     if cfg.MODEL.MODEL_NAME != _MODEL_NAME:

@@ -232,7 +232,8 @@ class MaskedAutoencoder(VisionTransformer):
         """Reconstruction targets of every token: (B, N, patch_dim), in the decoder head's order (t, p, p, C)."""
         cfg = self.cfg
         if cfg.pixel_mean is not None:
-            mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, -1, 1, 1, 1)
+            # float32 constants, as VideoMAE and HF build them (so float64 runs match them exactly)
+            mean, std = (torch.tensor(v, dtype=torch.float32).to(x).view(1, -1, 1, 1, 1)
                          for v in (cfg.pixel_mean, cfg.pixel_std))  # fmt: skip
             x = x * std + mean  # back to [0, 1]
         if cfg.time_stride_loss:
