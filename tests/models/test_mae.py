@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+import yaml
 import torch
 from fvcore.common.config import CfgNode
 
@@ -248,3 +249,32 @@ def test_build_mae_refuses_a_classifier_setting():
     cfg.MODEL.DROPOUT_RATE = 0.5
     with pytest.raises(ConfigError, match="MODEL.DROPOUT_RATE=0.5 is the classifier's dropout"):
         mae_config_from_cfg(cfg)
+
+
+# waits in docs/mae/ until the MASK section is in the schema; then it moves to configs/K400/
+PT_CONFIG = ROOT / "docs" / "mae" / "VIDEOMAE_B_16x4_PT.yaml"
+
+
+def _root_from_yaml(path) -> tuple[CfgNode, dict]:
+    """The config a YAML with a MASK section describes, merged onto today's schema (plus PySlowFast's MASK defaults),
+    and its AUG masking keys (the data layer's, not in today's schema)."""
+    raw = yaml.safe_load(path.read_text())
+    cfg = get_cfg()
+    cfg.MASK = CfgNode({**SLOWFAST_MASK, **raw.pop("MASK")})
+    masking = {k: raw["AUG"].pop(k) for k in list(raw["AUG"]) if "MASK" in k}
+    cfg.merge_from_other_cfg(CfgNode(raw))
+    return cfg, masking
+
+
+def test_videomae_pretraining_yaml_builds_the_registered_variant_with_its_recipe():
+    cfg, masking = _root_from_yaml(PT_CONFIG)
+    expected = create_model.__globals__["model_config"]("videomae_b_16x4_pt")
+    assert mae_config_from_cfg(cfg) == expected.replace(decoder_norm_eps=None)  # HF's 1e-5 is not a YAML key
+    assert masking == {"GEN_MASK_LOADER": True, "MASK_TUBE": True, "MASK_RATIO": 0.9}
+    assert not (cfg.MASK.MAE_RND_MASK or cfg.MASK.PER_FRAME_MASKING)
+    s = cfg.SOLVER
+    assert (s.OPTIMIZING_METHOD, list(s.BETAS), s.WEIGHT_DECAY, s.MAX_EPOCH, s.WARMUP_EPOCHS) == (
+        "adamw", [0.9, 0.95], 0.05, 800, 40.0)  # fmt: skip
+    assert s.BASE_LR == pytest.approx(1.5e-4 * cfg.TRAIN.BATCH_SIZE / 256)
+    assert not cfg.MIXUP.ENABLE and cfg.MIXUP.LABEL_SMOOTH_VALUE == 0.0
+    assert (cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, cfg.DATA.TRAIN_CROP_SIZE) == (16, 4, 224)
