@@ -292,6 +292,8 @@ def load_pretrained(
         report.adapted += _zero_missing_temporal(state, model_state)
     report.model_changes = _match_source_numerics(model, fmt)
     result = model.load_state_dict(state, strict=False)
+    if report.dropped and not any(k in state for k in head_keys):  # a pre-training file has no classifier
+        report.head_reinitialized = any(k in result.missing_keys for k in head_keys)
     report.missing = [k for k in result.missing_keys if not (report.head_reinitialized and k in head_keys)]
     report.unexpected = list(result.unexpected_keys)
     logger.info("loaded %s: %s", origin, report.summary())
