@@ -278,3 +278,22 @@ def test_videomae_pretraining_yaml_builds_the_registered_variant_with_its_recipe
     assert s.BASE_LR == pytest.approx(1.5e-4 * cfg.TRAIN.BATCH_SIZE / 256)
     assert not cfg.MIXUP.ENABLE and cfg.MIXUP.LABEL_SMOOTH_VALUE == 0.0
     assert (cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, cfg.DATA.TRAIN_CROP_SIZE) == (16, 4, 224)
+
+
+@pytest.mark.slow
+def test_published_size_equals_hf():
+    """VideoMAE-B's full width and depth (encoder 12 x 768, decoder 4 x 384) on a short low-resolution clip."""
+    size = {"image_size": 64, "num_frames": 4}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = transformers.VideoMAEConfig(use_mean_pooling=False, attn_implementation="eager", **size)
+        theirs = randomize_(transformers.VideoMAEForPreTraining(cfg), seed=9).double().eval()
+    ours = create_model("videomae_b_16x4_pt", input_size=(4, 64, 64))
+    report = load_pretrained(ours, theirs.state_dict())
+    assert report.missing == [] and report.unexpected == [] and report.dropped == []
+    x = torch.randn(2, 3, 4, 64, 64, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    mask = tube_mask(2, (2, 4, 4), 0.9, torch.Generator().manual_seed(11))
+    with torch.no_grad():
+        got, expected = ours.double().eval()(x, mask), theirs(x.transpose(1, 2), mask)
+    assert rel_l2(got["pred"], expected.logits) < 1e-12
+    assert abs(float(got["loss"]) - float(expected.loss)) / float(expected.loss) < 1e-12
