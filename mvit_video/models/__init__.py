@@ -1,12 +1,13 @@
 """Model families (MViT v1/v2, the plain-ViT family, Swin and Video Swin, Shuffle Transformer, PVT v1 /
 PVTv2, LeViT, CoaT, CeiT, CvT), named variants, the config adapter and checkpoint loading."""
 
-from .build import build_model, model_config_from_cfg, mvit_config_from_cfg
+from .build import build_mae, build_model, mae_config_from_cfg, model_config_from_cfg, mvit_config_from_cfg
 from .ceit import CeiT, CeiTConfig
 from .coat import CoaT, CoaTConfig
 from .cvt import ConvolutionalVisionTransformer, CvTConfig
 from .families import FAMILIES, Family, family_of, get_family
 from .levit import LeViT, LeViTConfig
+from .mae import MAEConfig, MaskedAutoencoder, tube_mask
 from .mvit import MViT, MViTConfig, block_specs
 from .pretrained import CheckpointError, LoadReport, load_pretrained, read_checkpoint
 from .pvt import PVTConfig, PyramidVisionTransformer
@@ -29,6 +30,8 @@ __all__ = [
     "LeViT",
     "LeViTConfig",
     "LoadReport",
+    "MAEConfig",
+    "MaskedAutoencoder",
     "MViT",
     "MViTConfig",
     "PVTConfig",
@@ -43,6 +46,7 @@ __all__ = [
     "Weights",
     "WeightsError",
     "block_specs",
+    "build_mae",
     "build_model",
     "create_model",
     "family_of",
@@ -51,9 +55,11 @@ __all__ = [
     "list_models",
     "list_weights",
     "load_pretrained",
+    "mae_config_from_cfg",
     "model_config",
     "model_config_from_cfg",
     "mvit_config_from_cfg",
     "read_checkpoint",
     "register_model",
+    "tube_mask",
 ]

@@ -23,7 +23,7 @@ from .ceit import CeiT, CeiTConfig
 from .coat import CoaT, CoaTConfig
 from .convert import convert_to_slowfast, unwrap_checkpoint
 from .cvt import ConvolutionalVisionTransformer, CvTConfig
-from .families import Family, get_family, register_family
+from .families import VARIANT_TYPES, Family, get_family, register_family
 from .formats.ceit import convert_to_ceit
 from .formats.coat import convert_to_coat
 from .formats.cvt import convert_to_cvt
@@ -31,8 +31,9 @@ from .formats.levit import convert_to_levit
 from .formats.pvt import convert_to_pvt
 from .formats.shuffle import convert_to_shuffle
 from .formats.swin import convert_to_swin
-from .formats.vit import convert_to_vit
+from .formats.vit import PRETRAINING_KEYS, convert_to_vit
 from .levit import LeViT, LeViTConfig
+from .mae import MAEConfig, MaskedAutoencoder
 from .mvit import MViT, MViTConfig
 from .pvt import PVTConfig, PyramidVisionTransformer
 from .shuffle import ShuffleConfig, ShuffleTransformer
@@ -126,7 +127,8 @@ ROOT_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 
 
 def derived_family(arch: str, model_type: type[nn.Module], config_type: type, section: str,
-                   convert: Callable[[Any, str | None], tuple[dict, str]], head_keys: tuple[str, ...]) -> Family:  # fmt: skip
+                   convert: Callable[[Any, str | None], tuple[dict, str]], head_keys: tuple[str, ...],
+                   pretraining_keys: tuple[str, ...] = ()) -> Family:  # fmt: skip
     """Registers a family whose section mirrors ``config_type`` (every field but the ``ROOT_FIELDS`` it has)."""
     field_names = {f.name for f in dataclasses.fields(config_type)}
     from_root = {name: where for name, (where, _) in ROOT_FIELDS.items() if name in field_names}
@@ -140,7 +142,8 @@ def derived_family(arch: str, model_type: type[nn.Module], config_type: type, se
         except ValueError as e:
             raise ConfigError(f"{section}: {e}") from None
 
-    return register_family(Family(arch, model_type, config_type, section, from_cfg, convert, head_keys))
+    return register_family(Family(arch, model_type, config_type, section, from_cfg, convert, head_keys,
+                                  pretraining_keys))  # fmt: skip
 
 
 def _vit_state(obj, source: str | None) -> tuple[dict, str]:
@@ -154,7 +157,8 @@ def _swin_state(obj, source: str | None) -> tuple[dict, str]:
 register_family(Family("mvit", MViT, MViTConfig, "MVIT", mvit_config_from_cfg, convert_to_slowfast,
                        ("head.projection.weight", "head.projection.bias")))  # fmt: skip
 derived_family("vit", VisionTransformer, ViTConfig, "VIT", _vit_state,
-               ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"))  # fmt: skip
+               ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"), PRETRAINING_KEYS)  # fmt: skip
+VARIANT_TYPES[MAEConfig] = MaskedAutoencoder  # the ViT family's MAE pre-training model (``build_mae``)
 derived_family("swin", SwinTransformer, SwinConfig, "SWIN", _swin_state, ("head.fc.weight", "head.fc.bias"))
 
 
@@ -199,6 +203,63 @@ def _cvt_state(obj, source: str | None) -> tuple[dict, str]:
 
 
 derived_family("cvt", ConvolutionalVisionTransformer, CvTConfig, "CVT", _cvt_state, ("head.weight", "head.bias"))
+
+
+# MASK keys of PySlowFast's MaskMViT decoder that the ViT family's MAE does not build: refused when set
+_MAE_UNSUPPORTED = {"DECODER_SEP_POS_EMBED": False, "DEC_KV_KERNEL": [], "DEC_KV_STRIDE": [], "PRED_HOG": False,
+                    "SCALE_INIT_BY_DEPTH": False}  # fmt: skip
+_MAE_HEAD_WIDTH = 64  # decoder heads when MASK has no DECODER_NUM_HEADS: VideoMAE's (384 / 6, 192 / 3, 512 / 8)
+
+
+def _check_mae_settings(cfg) -> None:
+    """One line for a root config whose settings the MAE would not honour."""
+    mask = cfg.MASK
+    if not (mask.ENABLE and mask.MAE_ON):
+        raise ConfigError(f"MAE pre-training needs MASK.ENABLE True and MASK.MAE_ON True, got {mask.ENABLE} and "
+                          f"{mask.MAE_ON}")  # fmt: skip
+    if str(cfg.MODEL.ARCH).lower() != "vit":
+        raise ConfigError(f"MAE pre-training (MASK.MAE_ON) is built for MODEL.ARCH vit, got {cfg.MODEL.ARCH!r}")
+    for key, default in _MAE_UNSUPPORTED.items():
+        if key in mask and mask[key] != default and mask[key] is not None:
+            raise ConfigError(f"MASK.{key}={mask[key]} is not supported by the ViT family's MAE; set it to {default}")
+    if cfg.MODEL.DROPOUT_RATE:
+        raise ConfigError(f"MODEL.DROPOUT_RATE={cfg.MODEL.DROPOUT_RATE} is the classifier's dropout; MAE pre-training "
+                          "has no classifier: set it to 0.0")  # fmt: skip
+    if cfg.MODEL.DETACH_FINAL_FC:
+        raise ConfigError("MODEL.DETACH_FINAL_FC=True detaches a classifier; MAE pre-training has none: set it to False")
+
+
+def mae_config_from_cfg(cfg) -> MAEConfig:
+    """The ``MAEConfig`` of a root config with PySlowFast's ``MASK`` section: the encoder from ``VIT`` (and the
+    shared root keys), the decoder from ``MASK.DECODER_EMBED_DIM`` / ``MASK.DECODER_DEPTH`` (heads:
+    ``MASK.DECODER_NUM_HEADS`` where the schema has it, else one per 64 channels as VideoMAE's), the targets from
+    ``MASK.NORM_PRED_PIXEL`` / ``MASK.TIME_STRIDE_LOSS`` and ``DATA.MEAN`` / ``DATA.STD`` (undone to pixels).
+    ``MODEL.NUM_CLASSES`` plays no part (no classifier). The masks themselves (``AUG.MASK_RATIO``,
+    ``AUG.MASK_TUBE``, ``MASK.MAE_RND_MASK``, ``MASK.PER_FRAME_MASKING``) are the data layer's.
+
+    Args:
+        cfg: a root config holding the ``MASK`` section (keys read only here, when called).
+
+    Raises:
+        ConfigError: one line for a setting the MAE would not honour.
+    """
+    _check_mae_settings(cfg)
+    mask = cfg.MASK
+    encoder = get_family("vit").from_cfg(cfg).replace(num_classes=0, head_dropout=0.0)
+    dim = mask.DECODER_EMBED_DIM
+    heads = mask.get("DECODER_NUM_HEADS") or max(1, dim // _MAE_HEAD_WIDTH)
+    fields = {f.name: getattr(encoder, f.name) for f in dataclasses.fields(ViTConfig)}
+    try:
+        return MAEConfig(**fields, decoder_embed_dim=dim, decoder_depth=mask.DECODER_DEPTH, decoder_num_heads=heads,
+                         norm_pix_loss=mask.NORM_PRED_PIXEL, time_stride_loss=mask.TIME_STRIDE_LOSS,
+                         pixel_mean=tuple(cfg.DATA.MEAN), pixel_std=tuple(cfg.DATA.STD))  # fmt: skip
+    except ValueError as e:
+        raise ConfigError(f"MASK / VIT: {e}") from None
+
+
+def build_mae(cfg) -> MaskedAutoencoder:
+    """The MAE pre-training model a root config describes (``mae_config_from_cfg``), randomly initialised on CPU."""
+    return MaskedAutoencoder(mae_config_from_cfg(cfg))
 
 
 def model_config_from_cfg(cfg):

@@ -28,6 +28,8 @@ class Family:
         from_cfg: root config -> ``config_type`` instance.
         convert: (loaded checkpoint, format or None) -> (state dict under the family's names, detected format).
         head_keys: the classifier's tensors (dropped when the class count differs and a new head is asked for).
+        pretraining_keys: name prefixes of pre-training parts (an MAE's decoder, its mask token) that a model
+            without them drops from a checkpoint, reported in ``LoadReport.dropped``.
     """
 
     arch: str
@@ -37,12 +39,15 @@ class Family:
     from_cfg: Callable[[Any], Any]
     convert: Callable[[Any, str | None], tuple[dict, str]]
     head_keys: tuple[str, ...]
+    pretraining_keys: tuple[str, ...] = ()
 
     def build(self, config: Any) -> nn.Module:
-        return self.model_type(config)
+        return VARIANT_TYPES.get(type(config), self.model_type)(config)
 
 
 FAMILIES: dict[str, Family] = {}
+# config dataclasses that extend a family's and build another class of it (MAEConfig -> MaskedAutoencoder)
+VARIANT_TYPES: dict[type, type[nn.Module]] = {}
 
 
 def register_family(family: Family) -> Family:

@@ -38,6 +38,7 @@ class LoadReport:
         head_reinitialized: the classifier was left at its initialisation (class-count mismatch).
         model_changes: settings of the model (not its weights) changed so that outputs match the source library,
             one note each (e.g. pytorchvideo's LayerNorm epsilon).
+        dropped: pre-training tensors the model has no place for (an MAE's decoder and mask token), left out.
     """
 
     source_format: str
@@ -46,15 +47,23 @@ class LoadReport:
     adapted: list[str] = field(default_factory=list)
     head_reinitialized: bool = False
     model_changes: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: format, counts, and every change made to the model itself."""
         parts = [f"format={self.source_format}", f"missing={len(self.missing)}", f"unexpected={len(self.unexpected)}"]
         parts.append(f"adapted={len(self.adapted)}")
+        if self.dropped:
+            parts.append(f"dropped {len(self.dropped)} pre-training tensors ({_prefixes(self.dropped)})")
         if self.head_reinitialized:
             parts.append("head re-initialised")
         parts += [f"model changed: {change}" for change in self.model_changes]
         return ", ".join(parts)
+
+
+def _prefixes(keys: Sequence[str]) -> str:
+    """The distinct first name parts of ``keys``, in order (``decoder, encoder_to_decoder, mask_token``)."""
+    return ", ".join(dict.fromkeys(k.split(".")[0] for k in keys))
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
@@ -272,6 +281,9 @@ def load_pretrained(
     except ValueError as e:
         raise CheckpointError(f"{origin}: {e}") from None
     report = LoadReport(fmt, adapted=notes)
+    report.dropped = [k for k in state if k.startswith(family.pretraining_keys) and k not in model_state]
+    for key in report.dropped:
+        del state[key]
     head_keys = family.head_keys
     _check_shapes({k: v for k, v in state.items() if k not in head_keys}, model_state, origin)
     report.head_reinitialized = _split_head(state, model_state, head_keys, num_classes_mismatch, origin)
@@ -280,6 +292,8 @@ def load_pretrained(
         report.adapted += _zero_missing_temporal(state, model_state)
     report.model_changes = _match_source_numerics(model, fmt)
     result = model.load_state_dict(state, strict=False)
+    if report.dropped and not any(k in state for k in head_keys):  # a pre-training file has no classifier
+        report.head_reinitialized = any(k in result.missing_keys for k in head_keys)
     report.missing = [k for k in result.missing_keys if not (report.head_reinitialized and k in head_keys)]
     report.unexpected = list(result.unexpected_keys)
     logger.info("loaded %s: %s", origin, report.summary())

@@ -6,6 +6,15 @@
 - ``hf_videomae``: HF transformers ``VideoMAEForVideoClassification`` (separate query/key/value; q and v biases).
 - ``hf_timesformer``: HF ``TimesformerForVideoClassification`` (divided attention; 2-D patch kernel).
 - ``hf_vivit``: HF ``VivitForVideoClassification`` (separate q/k/v projections).
+- ``hf_videomae_pt``: HF ``VideoMAEForPreTraining`` (the ``videomae.`` encoder as ``hf_videomae``, its final
+  ``layernorm``, ``encoder_to_decoder``, ``mask_token``, ``decoder.decoder_layers.N`` in HF's block names,
+  ``decoder.norm``, ``decoder.head``).
+- ``videomae_pt``: the original VideoMAE repository's pre-training files (``PretrainVisionTransformer``:
+  ``encoder.patch_embed.proj``, ``encoder.blocks.N``, ``encoder.norm``, ``encoder_to_decoder``, ``mask_token``,
+  ``decoder.blocks.N``, ``decoder.norm``, ``decoder.head``).
+
+The two pre-training formats map onto ``mae.MaskedAutoencoder``'s names: the encoder's are the ViT family's (so a
+``VisionTransformer`` classifier takes them as they are), the decoder's keep VideoMAE's (``PRETRAINING_KEYS``).
 
 HF video models take (B, T, C, H, W) clips; the weights do not depend on that layout, so only names change here.
 """
@@ -20,7 +29,9 @@ import torch
 
 StateDict = dict[str, torch.Tensor]
 
-VIT_FORMATS = ("vit", "hf_videomae", "hf_timesformer", "hf_vivit")
+VIT_FORMATS = ("vit", "hf_videomae", "hf_timesformer", "hf_vivit", "hf_videomae_pt", "videomae_pt")
+# tensor-name prefixes of an MAE's pre-training parts (a classifier initialised from one drops them)
+PRETRAINING_KEYS = ("decoder.", "encoder_to_decoder.", "mask_token")
 _HF_PREFIXES = {"videomae.": "hf_videomae", "timesformer.": "hf_timesformer", "vivit.": "hf_vivit"}
 
 # HF block entries (after "<model>.encoder.layer.N." or "vivit.layers.N.") -> ours (after "blocks.N.")
@@ -54,13 +65,18 @@ _PART = {"query": 0, "q_proj": 0, "key": 1, "k_proj": 1, "value": 2, "v_proj": 2
 def detect_vit_format(state_dict: Mapping[str, torch.Tensor]) -> str:
     """Which of ``VIT_FORMATS`` a (bare) state dict is in; ``ValueError`` naming some keys otherwise."""
     keys = list(state_dict)
+    if "encoder.patch_embed.proj.weight" in state_dict:
+        return "videomae_pt"
+    if any(k.startswith("videomae.") for k in keys) and any(k.startswith(PRETRAINING_KEYS) for k in keys):
+        return "hf_videomae_pt"
     for prefix, fmt in _HF_PREFIXES.items():
         if any(k.startswith(prefix) for k in keys):
             return fmt
     if "patch_embed.proj.weight" in state_dict and any(k.startswith("blocks.0.") for k in keys):
         return "vit"
     raise ValueError(f"not a ViT-family checkpoint of a known layout (keys {', '.join(keys[:6])}, ...); "
-                     f"supported: timm ViT/DeiT/CaiT, official DeepViT, HF VideoMAE/TimeSformer/ViViT")  # fmt: skip
+                     f"supported: timm ViT/DeiT/CaiT, official DeepViT, HF VideoMAE/TimeSformer/ViViT, VideoMAE "
+                     f"pre-training (HF and original)")  # fmt: skip
 
 
 def _patch_kernel_3d(state: StateDict) -> StateDict:
@@ -127,11 +143,33 @@ def hf_to_vit(state_dict: Mapping[str, torch.Tensor], fmt: str) -> StateDict:
     return _patch_kernel_3d(out)
 
 
+def hf_pretraining_to_mae(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """An HF ``VideoMAEForPreTraining`` state dict under ``MaskedAutoencoder``'s names."""
+    out = hf_to_vit({k: v for k, v in state_dict.items() if k.startswith("videomae.")}, "hf_videomae")
+    # the decoder's blocks are HF VideoMAE layers: rename them as encoder layers would be, then move them
+    layers = {}
+    for key, value in state_dict.items():
+        found = re.match(r"decoder\.decoder_layers\.(.*)", key)
+        if found:
+            layers[f"videomae.encoder.layer.{found[1]}"] = value
+        elif not key.startswith("videomae."):
+            out[key] = value  # encoder_to_decoder, mask_token, decoder.norm, decoder.head: our names
+    out.update({f"decoder.{k}": v for k, v in hf_to_vit(layers, "hf_videomae").items()})
+    return out
+
+
+def videomae_pretraining_to_mae(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """An original VideoMAE pre-training state dict under ``MaskedAutoencoder``'s names (``encoder.`` dropped)."""
+    return {k.removeprefix("encoder."): v for k, v in state_dict.items()}
+
+
 CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
     "vit": lambda sd: _patch_kernel_3d(dict(sd)),
     "hf_videomae": lambda sd: hf_to_vit(sd, "hf_videomae"),
     "hf_timesformer": lambda sd: hf_to_vit(sd, "hf_timesformer"),
     "hf_vivit": lambda sd: hf_to_vit(sd, "hf_vivit"),
+    "hf_videomae_pt": hf_pretraining_to_mae,
+    "videomae_pt": videomae_pretraining_to_mae,
 }
 
 
