@@ -186,7 +186,7 @@ def test_every_shipped_config_loads_without_ignored_keys(path: Path) -> None:
 
 
 # a shipped config's file name says its family
-CONFIG_FAMILIES = {"MVIT": "mvit", **dict.fromkeys(("VIT_", "DEIT_", "CAIT_", "CPVT_", "DEEPVIT_", "VIDEOMAE_",
+CONFIG_FAMILIES = {"MVIT": "mvit", "REV_MVIT": "mvit", **dict.fromkeys(("VIT_", "DEIT_", "CAIT_", "CPVT_", "DEEPVIT_", "VIDEOMAE_",
                                                     "TIMESFORMER_", "VIVIT_"), "vit"),
                    "SHUFFLE": "shuffle", "SWIN": "swin", "LEVIT": "levit", "COAT": "coat", "CEIT": "ceit", "CVT": "cvt", "PVT": "pvt"}  # fmt: skip
 
