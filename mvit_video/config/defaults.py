@@ -30,8 +30,6 @@ IGNORED_SLOWFAST_KEYS: frozenset[str] = frozenset(
         "MASK",
         "VIS_MASK",
         "BENCHMARK",
-        # Reversible MViT.
-        "MVIT.REV",
         # MaskFeat / SSL / chunked-CSV data options.
         "AUG.GEN_MASK_LOADER",
         "AUG.MASK_TUBE",
@@ -89,7 +87,6 @@ IGNORED_SLOWFAST_KEYS: frozenset[str] = frozenset(
 UNSUPPORTED_WHEN_SET: dict[str, str] = {
     "DETECTION.ENABLE": "action detection (AVA)",
     "MASK.ENABLE": "masked pretraining (MaskFeat/MAE)",
-    "MVIT.REV.ENABLE": "reversible MViT",
     "MULTIGRID.LONG_CYCLE": "multigrid training",
     "MULTIGRID.SHORT_CYCLE": "multigrid training",
     "AUG.GEN_MASK_LOADER": "masked pretraining (MaskFeat/MAE)",
@@ -304,11 +301,22 @@ def _add_mvit_blocks(cfg: CfgNode) -> None:
     cfg.MVIT.USE_MEAN_POOLING = False  # classify the mean token instead of cls
 
 
+def _add_mvit_reversible(cfg: CfgNode) -> None:
+    """MVIT.REV: reversible MViT (Rev-MViT), PySlowFast's keys and defaults."""
+    cfg.MVIT.REV = CfgNode()
+    cfg.MVIT.REV.ENABLE = False
+    cfg.MVIT.REV.RESPATH_FUSE = "concat"  # fusing the two streams after the last block: concat, avg, add, max, min
+    cfg.MVIT.REV.BUFFER_LAYERS = []  # stage-transition layers (width change / query pooling), stored activations
+    cfg.MVIT.REV.RES_PATH = "conv"  # a transition pools its skip with the query's pooling conv
+    cfg.MVIT.REV.PRE_Q_FUSION = "avg"  # fusing the two streams before a transition: avg, add, max, min, concat
+
+
 def _add_mvit(cfg: CfgNode) -> None:
     """MVIT: the MViT / MViTv2 architecture."""
     cfg.MVIT = CfgNode()
     _add_mvit_embedding(cfg)
     _add_mvit_blocks(cfg)
+    _add_mvit_reversible(cfg)
 
 
 def _add_data_sampling(cfg: CfgNode) -> None:

@@ -387,6 +387,51 @@ def _check_architecture(cfg: CfgNode, source: str) -> None:
         )
 
 
+_REV_FUSIONS = ("concat", "avg", "add", "max", "min")
+
+
+def _check_reversible(cfg: CfgNode, source: str) -> None:
+    """MVIT.REV: what a reversible MViT can be built with (PySlowFast's rules, and the options not built here)."""
+    mvit, rev = cfg.MVIT, cfg.MVIT.REV
+    if not rev.ENABLE:
+        return
+    if mvit.CLS_EMBED_ON:
+        _fail(source, "MVIT.CLS_EMBED_ON", True, "cannot be combined with MVIT.REV.ENABLE: a reversible MViT has no "
+              "cls token (PySlowFast's code asserts it, though its REV_MVIT_B_16x4_CONV.yaml sets True); set "
+              "MVIT.CLS_EMBED_ON False")  # fmt: skip
+    for name in ("RESPATH_FUSE", "PRE_Q_FUSION"):
+        if rev[name] not in _REV_FUSIONS:
+            _fail(source, f"MVIT.REV.{name}", rev[name], f"is not supported by mvit_video (PySlowFast's "
+                  f"concat_linear fusions are not built); use one of {', '.join(_REV_FUSIONS)}")  # fmt: skip
+    if rev.RESPATH_FUSE != "concat" and not mvit.USE_MEAN_POOLING:
+        _fail(source, "MVIT.REV.RESPATH_FUSE", rev.RESPATH_FUSE, "needs MVIT.USE_MEAN_POOLING True (otherwise the "
+              "final norm sees both streams at the fused width); set it, or use 'concat'")  # fmt: skip
+    not_built = {"MODEL.ACT_CHECKPOINT": cfg.MODEL.ACT_CHECKPOINT, "MVIT.LAYER_SCALE_INIT_VALUE":
+                 mvit.LAYER_SCALE_INIT_VALUE}  # fmt: skip
+    for key, value in not_built.items():
+        if value:
+            _fail(source, key, value, "cannot be combined with MVIT.REV.ENABLE (reversible blocks already recompute "
+                  "activations and have no layer scale); remove it")  # fmt: skip
+    _check_buffer_layers(cfg, source)
+
+
+def _check_buffer_layers(cfg: CfgNode, source: str) -> None:
+    """Buffer layers lie strictly inside the depth, are not adjacent, and cover every width change and query
+    stride (a reversible block keeps its width and grid)."""
+    depth, layers = cfg.MVIT.DEPTH, cfg.MVIT.REV.BUFFER_LAYERS
+    if not all(_is_int(i, 1) and i < depth - 1 for i in layers):
+        _fail(source, "MVIT.REV.BUFFER_LAYERS", layers, f"must hold layers in 1..{depth - 2} (the first and last "
+              "layers are reversible)")  # fmt: skip
+    if any(i + 1 in layers for i in layers):
+        _fail(source, "MVIT.REV.BUFFER_LAYERS", layers, "must not hold two adjacent layers")
+    changing = {int(e[0]) for e in cfg.MVIT.DIM_MUL if e[1] != 1} | {
+        int(e[0]) for e in cfg.MVIT.POOL_Q_STRIDE if any(s > 1 for s in e[1:])}  # fmt: skip
+    missing = sorted(changing - set(layers))
+    if missing:
+        _fail(source, "MVIT.REV.BUFFER_LAYERS", layers, f"misses layers {missing}, which change the width "
+              "(MVIT.DIM_MUL) or pool queries (MVIT.POOL_Q_STRIDE); add them")  # fmt: skip
+
+
 def _check_model(cfg: CfgNode, source: str) -> None:
     """What every family shares: the class count and the head dropout."""
     if not _is_int(cfg.MODEL.NUM_CLASSES, 1):
@@ -521,6 +566,7 @@ _MVIT_RULES: tuple[Callable[[CfgNode, str], None], ...] = (
     _check_pool_strides,
     _check_pool_kernels,
     _check_rates,
+    _check_reversible,
 )
 
 

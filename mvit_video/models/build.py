@@ -56,6 +56,8 @@ def _check_supported(cfg) -> None:
     for key, value in unsupported.items():
         if value:
             raise ConfigError(f"{key}={value} is not supported by mvit_video; set it to False")
+    if cfg.MVIT.REV.ENABLE and cfg.MVIT.REV.RES_PATH != "conv":
+        raise ConfigError(f"MVIT.REV.RES_PATH={cfg.MVIT.REV.RES_PATH!r} is not supported by mvit_video; use 'conv'")
     if cfg.MVIT.MODE == "conv_unshared":
         raise ConfigError("MVIT.MODE='conv_unshared' is not supported by mvit_video; use 'conv', 'avg' or 'max'")
 
@@ -70,8 +72,8 @@ def mvit_config_from_cfg(cfg) -> MViTConfig:
         The ``MViTConfig`` the config describes.
     """
     _check_supported(cfg)
-    m = cfg.MVIT
-    return MViTConfig(
+    m, rev = cfg.MVIT, cfg.MVIT.REV
+    fields = dict(
         num_classes=cfg.MODEL.NUM_CLASSES,
         input_size=(cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE),
         in_chans=cfg.DATA.INPUT_CHANNEL_NUM[0],
@@ -110,7 +112,21 @@ def mvit_config_from_cfg(cfg) -> MViTConfig:
         norm_stem=m.NORM_STEM,
         act_checkpoint=cfg.MODEL.ACT_CHECKPOINT,
         attention=cfg.MODEL.ATTN_IMPL,
+        rev_enable=rev.ENABLE,
+        rev_respath_fuse=rev.RESPATH_FUSE,
+        rev_buffer_layers=tuple(int(i) for i in rev.BUFFER_LAYERS),
+        rev_res_path=rev.RES_PATH,
+        rev_pre_q_fusion=rev.PRE_Q_FUSION,
     )
+    config = MViTConfig(**fields)
+    if config.rev_enable:
+        from .reversible import rev_layer_specs
+
+        try:
+            rev_layer_specs(config)
+        except ValueError as e:
+            raise ConfigError(f"MVIT.REV: {e}") from None
+    return config
 
 
 # dataclass field -> (where it comes from, how to read it from a root config)

@@ -57,7 +57,15 @@ _SLOWFAST_BLOCK_PART = (
     r"|attn\.(qkv|q|k|v|proj)\.(weight|bias)|attn\.norm_[qkv]\.(weight|bias)|attn\.rel_pos_[thw]|gamma_[12]"
 )
 _SLOWFAST_POOL = r"blocks\.\d+\.attn\.pool_[qkv]\.(weight|bias)"
-_SLOWFAST_KEY = re.compile(rf"{_SLOWFAST_TOP_LEVEL}|{_SLOWFAST_POOL}|blocks\.\d+\.({_SLOWFAST_BLOCK_PART})")
+# Reversible MViT (MVIT.REV): F = norm + attention, G = norm + MLP, res_proj at stage transitions.
+_SLOWFAST_REV = (
+    r"rev_backbone\.layers\.\d+\.(F\.norm\.(weight|bias)|F\.attn\.(qkv|q|k|v|proj)\.(weight|bias)"
+    r"|F\.attn\.(norm|pool)_[qkv]\.(weight|bias)|F\.attn\.rel_pos_[thw]|G\.norm\.(weight|bias)"
+    r"|G\.mlp\.fc[12]\.(weight|bias)|res_proj\.(weight|bias))"
+)
+_SLOWFAST_KEY = re.compile(
+    rf"{_SLOWFAST_TOP_LEVEL}|{_SLOWFAST_POOL}|blocks\.\d+\.({_SLOWFAST_BLOCK_PART})|{_SLOWFAST_REV}"
+)
 
 
 def is_slowfast_key(name: str) -> bool:
@@ -137,6 +145,8 @@ def detect_format(obj: Mapping[str, Any]) -> str:
         return "pytorchvideo"
     if has_prefix("stages.") or has("head.fc.weight"):
         return "timm"
+    if has("patch_embed.proj.weight") and any(k.startswith("rev_backbone.") and is_slowfast_key(k) for k in keys):
+        return "slowfast"
     if has("patch_embed.proj.weight") and any(k.startswith("blocks.") and is_slowfast_key(k) for k in keys):
         pool_dims = {state_dict[k].ndim for k in keys if re.fullmatch(r"blocks\.\d+\.attn\.pool_[qkv]\.weight", k)}
         return "official_mvit" if 4 in pool_dims else "slowfast"
@@ -336,7 +346,9 @@ def official_mvit_to_slowfast(state_dict: Mapping[str, torch.Tensor]) -> StateDi
     return _apply_rules(state_dict, _OFFICIAL_MVIT_RULES, "official_mvit")
 
 
-_SLOWFAST_RULES = _rules(_SLOWFAST_BLOCK_RULE, (rf"({_SLOWFAST_POOL})", r"\1", None), _TOP_LEVEL_RULE)
+_SLOWFAST_RULES = _rules(
+    _SLOWFAST_BLOCK_RULE, (rf"({_SLOWFAST_POOL})", r"\1", None), (rf"({_SLOWFAST_REV})", r"\1", None), _TOP_LEVEL_RULE
+)
 _CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
     "slowfast": lambda sd: _apply_rules(sd, _SLOWFAST_RULES, "slowfast"),
     "mvit_video": lambda sd: _apply_rules(sd, _SLOWFAST_RULES, "mvit_video"),

@@ -64,6 +64,14 @@ class MViTConfig:
         act_checkpoint: recompute each block in backward (activation checkpointing) to save memory.
         attention: "auto", "sdpa" (fused ``scaled_dot_product_attention`` with the rel-pos bias folded into q/k)
             or "math" (explicit logits; the reference). "auto" is "sdpa" except in float64 and under tracing.
+        rev_enable: reversible MViT (PySlowFast's ``MVIT.REV.ENABLE``; see ``models/reversible.py``): two-stream
+            reversible blocks that recompute activations in backward; needs ``cls_embed=False``.
+        rev_respath_fuse: how the two streams are fused after the last block: "concat" (the classifier sees both,
+            twice the width), "avg", "add", "max" or "min" (those need ``use_mean_pooling``, as in PySlowFast).
+        rev_buffer_layers: the layers that change width or pool queries (stage transitions, stored activations).
+        rev_res_path: how a transition pools its skip: "conv" (with the query's pooling conv and norm).
+        rev_pre_q_fusion: how a transition fuses the two streams before it: "avg", "add", "max", "min" or
+            "concat" (then the transition takes twice the width).
     """
 
     num_classes: int = 400
@@ -106,6 +114,11 @@ class MViTConfig:
     pool_norm_eps: Optional[float] = None
     act_checkpoint: bool = False
     attention: str = "auto"
+    rev_enable: bool = False
+    rev_respath_fuse: str = "concat"
+    rev_buffer_layers: tuple[int, ...] = ()
+    rev_res_path: str = "conv"
+    rev_pre_q_fusion: str = "avg"
 
     def replace(self, **changes) -> "MViTConfig":
         """A copy with some fields changed (unknown names raise TypeError)."""
@@ -265,9 +278,12 @@ class MViT(nn.Module):
         self._init_abs_pos(cfg)
         self.pos_drop = nn.Dropout(cfg.drop_rate) if cfg.drop_rate > 0 else nn.Identity()
         self.norm_stem = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps) if cfg.norm_stem else None
-        specs = block_specs(cfg)
-        self.blocks = nn.ModuleList(MultiScaleBlock(spec, cfg) for spec in specs)
-        self.num_features = specs[-1].dim_out
+        if cfg.rev_enable:
+            self._init_reversible(cfg)
+        else:
+            specs = block_specs(cfg)
+            self.blocks = nn.ModuleList(MultiScaleBlock(spec, cfg) for spec in specs)
+            self.num_features = specs[-1].dim_out
         self.norm = nn.LayerNorm(self.num_features, eps=cfg.norm_eps)
         self.head = ClassificationHead(self.num_features, cfg.num_classes, cfg.head_dropout, cfg.detach_head)
         self._init_weights(cfg.head_init_scale)
@@ -285,6 +301,20 @@ class MViT(nn.Module):
         with torch.no_grad():
             self.head.projection.weight.mul_(head_init_scale)
             self.head.projection.bias.mul_(head_init_scale)
+
+    def _init_reversible(self, cfg: MViTConfig) -> None:
+        """PySlowFast's Rev-MViT: ``rev_backbone`` (reversible stages and transitions), then ``fuse``."""
+        from .reversible import ReversibleMViT, TwoStreamFusion, rev_layer_specs
+
+        if cfg.cls_embed:
+            raise ValueError("a reversible MViT has no cls token (PySlowFast's code asserts it); set cls_embed=False")
+        if cfg.rev_respath_fuse != "concat" and not cfg.use_mean_pooling:
+            raise ValueError(f"rev_respath_fuse={cfg.rev_respath_fuse!r} needs use_mean_pooling=True (PySlowFast "
+                             f"normalises before fusing otherwise, at the wrong width)")  # fmt: skip
+        specs = rev_layer_specs(cfg)
+        self.rev_backbone = ReversibleMViT(specs, cfg)
+        self.fuse = TwoStreamFusion(cfg.rev_respath_fuse)
+        self.num_features = specs[-1].dim_out * (2 if cfg.rev_respath_fuse == "concat" else 1)
 
     def _init_abs_pos(self, cfg: MViTConfig) -> None:
         self.pos_embed = self.pos_embed_spatial = self.pos_embed_temporal = self.pos_embed_class = None
@@ -353,6 +383,11 @@ class MViT(nn.Module):
         x = self.pos_drop(x)
         if self.norm_stem is not None:
             x = self.norm_stem(x)
+        if self.cfg.rev_enable:
+            x, thw = self.rev_backbone(x, thw)
+            if self.cfg.use_mean_pooling:  # PySlowFast: fuse the streams, average, normalise
+                return self.norm(self.fuse(x).mean(1))
+            return self.fuse(self.norm(x)).mean(1)
         for block in self.blocks:
             if self.cfg.act_checkpoint and self.training and torch.is_grad_enabled():
                 x, thw = checkpoint(block, x, thw, use_reentrant=False)
@@ -478,6 +513,15 @@ def mvitv1_b_16x4() -> MViTConfig:
 def mvitv1_b_32x3() -> MViTConfig:
     """MViTv1-B 32x3, Kinetics-400; pooling kernels follow the strides (PySlowFast's POOL_KVQ_KERNEL=None)."""
     return _mvitv1_video(24, (2, 5, 21), input_size=(32, 224, 224), drop_path_rate=0.3)
+
+
+@register_model
+def rev_mvit_b_16x4() -> MViTConfig:
+    """Rev-MViT-B 16x4, Kinetics-400 (PySlowFast's REV_MVIT_B_16x4_CONV, without its cls token; 34.9M params)."""
+    return _mvitv1_video(
+        16, (1, 3, 14), pool_kvq_kernel=(3, 3, 3), cls_embed=False, qkv_bias=False, drop_path_rate=0.05,
+        rev_enable=True, rev_buffer_layers=(1, 3, 14),
+    )  # fmt: skip
 
 
 @register_model

@@ -53,7 +53,7 @@ MVIT_KEYS = (
     "HEAD_MUL POOL_KV_STRIDE POOL_KV_STRIDE_ADAPTIVE POOL_Q_STRIDE POOL_KVQ_KERNEL "
     "ZERO_DECAY_POS_CLS NORM_STEM SEP_POS_EMBED DROPOUT_RATE USE_ABS_POS USE_FIXED_SINCOS_POS "
     "REL_POS_SPATIAL REL_POS_TEMPORAL REL_POS_ZERO_INIT RESIDUAL_POOLING DIM_MUL_IN_ATT "
-    "SEPARATE_QKV HEAD_INIT_SCALE USE_MEAN_POOLING"
+    "SEPARATE_QKV HEAD_INIT_SCALE USE_MEAN_POOLING REV"
 ).split()
 
 
@@ -81,6 +81,11 @@ def test_mvit_section_has_exactly_the_pyslowfast_keys() -> None:
         ("MVIT.DEPTH", 16),
         ("MVIT.LAYER_SCALE_INIT_VALUE", 0.0),
         ("MVIT.HEAD_INIT_SCALE", 1.0),
+        ("MVIT.REV.ENABLE", False),
+        ("MVIT.REV.RESPATH_FUSE", "concat"),
+        ("MVIT.REV.BUFFER_LAYERS", []),
+        ("MVIT.REV.RES_PATH", "conv"),
+        ("MVIT.REV.PRE_Q_FUSION", "avg"),
         ("MODEL.ARCH", "mvit"),
         ("MODEL.MODEL_NAME", "MViT"),
         ("MODEL.NUM_CLASSES", 400),
@@ -181,7 +186,7 @@ def test_every_shipped_config_loads_without_ignored_keys(path: Path) -> None:
 
 
 # a shipped config's file name says its family
-CONFIG_FAMILIES = {"MVIT": "mvit", **dict.fromkeys(("VIT_", "DEIT_", "CAIT_", "CPVT_", "DEEPVIT_", "VIDEOMAE_",
+CONFIG_FAMILIES = {"MVIT": "mvit", "REV_MVIT": "mvit", **dict.fromkeys(("VIT_", "DEIT_", "CAIT_", "CPVT_", "DEEPVIT_", "VIDEOMAE_",
                                                     "TIMESFORMER_", "VIVIT_"), "vit"),
                    "SHUFFLE": "shuffle", "SWIN": "swin", "LEVIT": "levit", "COAT": "coat", "CEIT": "ceit", "CVT": "cvt", "PVT": "pvt"}  # fmt: skip
 
@@ -255,16 +260,15 @@ def test_ignored_keys_are_listed_in_one_warning(tmp_path: Path) -> None:
     assert len(record) == 1
     assert str(record[0].message) == (
         f"{path}: ignored PySlowFast keys not used by mvit_video: PREFETCH.NUM_LOADERS, "
-        "RESNET.DEPTH, MVIT.REV.ENABLE, DATA.SSL_COLOR_JITTER, CONTRASTIVE.T"
+        "RESNET.DEPTH, DATA.SSL_COLOR_JITTER, CONTRASTIVE.T"
     )
-    assert "REV" not in cfg.MVIT and "RESNET" not in cfg
+    assert cfg.MVIT.REV.ENABLE is False and "RESNET" not in cfg  # MVIT.REV is a schema section now
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
         ("DETECTION:\n  ENABLE: True\n", "DETECTION.ENABLE=True asks for action detection (AVA)"),
-        ("MVIT:\n  REV:\n    ENABLE: True\n", "MVIT.REV.ENABLE=True asks for reversible MViT"),
         ("MULTIGRID:\n  LONG_CYCLE: True\n", "MULTIGRID.LONG_CYCLE=True asks for multigrid"),
     ],
 )

@@ -27,8 +27,8 @@ PENDING: dict[str, str] = {}
 DEFAULTS = dict(iter_leaves(get_cfg()))
 SECTIONS: dict[str, set[str]] = {}
 for _key in DEFAULTS:
-    if "." in _key:
-        _section, _name = _key.split(".")
+    if "." in _key:  # nested sections (MVIT.REV) are sections of their own: "MVIT.REV" -> {"ENABLE", ...}
+        _section, _name = _key.rsplit(".", 1)
         SECTIONS.setdefault(_section, set()).add(_name)
 TOP_LEVEL = {k for k in DEFAULTS if "." not in k}
 
@@ -39,8 +39,12 @@ def _string(node: ast.AST) -> str | None:
 
 def _section_of(node: ast.AST, aliases: dict[str, str]) -> str | None:
     """The schema section an expression denotes: ``<anything>.SECTION`` or an alias of one."""
-    if isinstance(node, ast.Attribute) and node.attr in SECTIONS:
-        return node.attr
+    if isinstance(node, ast.Attribute):
+        parent = _section_of(node.value, aliases)
+        if parent is not None and f"{parent}.{node.attr}" in SECTIONS:
+            return f"{parent}.{node.attr}"
+        if node.attr in SECTIONS:
+            return node.attr
     if isinstance(node, ast.Name):
         return aliases.get(node.id)
     return None
@@ -119,6 +123,8 @@ def read_by_code() -> dict[str, list[str]]:
         ("def f(cfg):\n    s = cfg.SOLVER\ndef g(s):\n    return s.DEPTH, cfg.MVIT.NOT_A_KEY, cfg.DATA['NORM']",
          set()),
         ("def f(cfg):\n    return cfg.SOLVER.get(name), cfg.get('MVIT')", set()),
+        ("def f(cfg):\n    rev = cfg.MVIT.REV\n    return cfg.MVIT.REV.ENABLE, rev.BUFFER_LAYERS, cfg.REV.ENABLE",
+         {"MVIT.REV.ENABLE", "MVIT.REV.BUFFER_LAYERS"}),
     ],
 )  # fmt: skip
 def test_scan_finds_reads_through_chains_aliases_get_and_subscripts(source, expected):
