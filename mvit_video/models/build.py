@@ -33,6 +33,7 @@ from .formats.shuffle import convert_to_shuffle
 from .formats.swin import convert_to_swin
 from .formats.vit import convert_to_vit
 from .levit import LeViT, LeViTConfig
+from .maskfeat import MaskFeatConfig, MaskMViT
 from .mvit import MViT, MViTConfig
 from .pvt import PVTConfig, PyramidVisionTransformer
 from .shuffle import ShuffleConfig, ShuffleTransformer
@@ -209,9 +210,28 @@ def model_config_from_cfg(cfg):
     return get_family(cfg.MODEL.ARCH).from_cfg(cfg)
 
 
+def maskfeat_config_from_cfg(cfg) -> MaskFeatConfig:
+    """The pre-training settings of ``MASK`` (with ``MASK.ENABLE``)."""
+    m = cfg.MASK
+    return MaskFeatConfig(
+        pretrain_depth=tuple(int(d) for d in m.PRETRAIN_DEPTH),
+        pred_hog=m.PRED_HOG,
+        norm_pred_pixel=m.NORM_PRED_PIXEL,
+        time_stride_loss=m.TIME_STRIDE_LOSS,
+        scale_init_by_depth=m.SCALE_INIT_BY_DEPTH,
+    )
+
+
 def build_model(cfg) -> nn.Module:
-    """Builds the model a config describes: a plain ``nn.Module`` on CPU, randomly initialised.
+    """Builds the model a config describes: a plain ``nn.Module`` on CPU, randomly initialised. With
+    ``MASK.ENABLE`` (MViT only) it is the MaskFeat pre-training model ``MaskMViT``.
 
     No weights are loaded, nothing is moved to a device or wrapped for distribution: callers do that.
     """
-    return get_family(cfg.MODEL.ARCH).build(model_config_from_cfg(cfg))
+    config = model_config_from_cfg(cfg)
+    if cfg.MASK.ENABLE:
+        if not isinstance(config, MViTConfig):
+            raise ConfigError(f"MASK.ENABLE: masked pre-training is implemented for MODEL.ARCH mvit (MaskFeat), not "
+                              f"{cfg.MODEL.ARCH!r}; set MASK.ENABLE False")  # fmt: skip
+        return MaskMViT(config, maskfeat_config_from_cfg(cfg))
+    return get_family(cfg.MODEL.ARCH).build(config)

@@ -17,6 +17,7 @@ from ..errors import UserError
 from .adapt import InflationRefused, adapt_state_dict
 from .convert import stored_patch_dims, unwrap_checkpoint
 from .families import family_of
+from .maskfeat import PRETRAINING_PREFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class LoadReport:
         head_reinitialized: the classifier was left at its initialisation (class-count mismatch).
         model_changes: settings of the model (not its weights) changed so that outputs match the source library,
             one note each (e.g. pytorchvideo's LayerNorm epsilon).
+        dropped: tensors of a masked pre-training checkpoint that a classifier has no use for (mask token,
+            prediction head, HOG filters), left out on purpose.
     """
 
     source_format: str
@@ -46,6 +49,7 @@ class LoadReport:
     adapted: list[str] = field(default_factory=list)
     head_reinitialized: bool = False
     model_changes: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: format, counts, and every change made to the model itself."""
@@ -53,6 +57,9 @@ class LoadReport:
         parts.append(f"adapted={len(self.adapted)}")
         if self.head_reinitialized:
             parts.append("head re-initialised")
+        if self.dropped:
+            groups = sorted({k.split(".")[0] for k in self.dropped})
+            parts.append(f"dropped {len(self.dropped)} pre-training tensors ({', '.join(groups)})")
         parts += [f"model changed: {change}" for change in self.model_changes]
         return ", ".join(parts)
 
@@ -264,6 +271,7 @@ def load_pretrained(
     except ValueError as e:
         raise CheckpointError(f"{origin}: {e}") from None
     model_state = model.state_dict()
+    dropped = _drop_pretraining(state, model_state)
     try:
         state, notes = adapt_state_dict(state, model_state, model.position_tables(), inflate, stored_patch_dims(obj))
     except InflationRefused as e:
@@ -271,7 +279,7 @@ def load_pretrained(
                               "(in Python inflate='average')") from None  # fmt: skip
     except ValueError as e:
         raise CheckpointError(f"{origin}: {e}") from None
-    report = LoadReport(fmt, adapted=notes)
+    report = LoadReport(fmt, adapted=notes, dropped=dropped)
     head_keys = family.head_keys
     _check_shapes({k: v for k, v in state.items() if k not in head_keys}, model_state, origin)
     report.head_reinitialized = _split_head(state, model_state, head_keys, num_classes_mismatch, origin)
@@ -286,6 +294,23 @@ def load_pretrained(
     if report.missing or report.unexpected:
         logger.warning("missing keys: %s; unexpected keys: %s", report.missing[:10], report.unexpected[:10])
     return report
+
+
+def _drop_pretraining(state: dict, model_state: Mapping) -> list[str]:
+    """Removes (and names) the masked pre-training tensors of ``state`` that ``model`` has no place for."""
+    dropped = [k for k in state if k.startswith(PRETRAINING_PREFIXES) and k not in model_state]
+    for key in dropped:
+        del state[key]
+    return dropped
+
+
+def is_pretraining_checkpoint(obj: Any) -> bool:
+    """A loaded checkpoint of a masked pre-training model (it holds a ``mask_token``)."""
+    try:
+        state, _ = unwrap_checkpoint(obj)
+    except (TypeError, ValueError):
+        return False
+    return "mask_token" in state
 
 
 # LayerNorm epsilon of the Q/K/V pooling norms in libraries that differ from PySlowFast's 1e-6.
