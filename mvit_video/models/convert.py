@@ -57,6 +57,8 @@ _SLOWFAST_BLOCK_PART = (
     r"|attn\.(qkv|q|k|v|proj)\.(weight|bias)|attn\.norm_[qkv]\.(weight|bias)|attn\.rel_pos_[thw]|gamma_[12]"
 )
 _SLOWFAST_POOL = r"blocks\.\d+\.attn\.pool_[qkv]\.(weight|bias)"
+# PySlowFast's MaskMViT (MaskFeat pre-training): mask token, prediction heads, HOG filter buffers
+_SLOWFAST_PRETRAINING = r"mask_token|hogs\.\d+\.weight_[xy]|pred_head\.(transforms\.\d+\.\d+|projections\.\d+)\.(weight|bias)"
 _SLOWFAST_KEY = re.compile(rf"{_SLOWFAST_TOP_LEVEL}|{_SLOWFAST_POOL}|blocks\.\d+\.({_SLOWFAST_BLOCK_PART})")
 
 
@@ -336,7 +338,8 @@ def official_mvit_to_slowfast(state_dict: Mapping[str, torch.Tensor]) -> StateDi
     return _apply_rules(state_dict, _OFFICIAL_MVIT_RULES, "official_mvit")
 
 
-_SLOWFAST_RULES = _rules(_SLOWFAST_BLOCK_RULE, (rf"({_SLOWFAST_POOL})", r"\1", None), _TOP_LEVEL_RULE)
+_SLOWFAST_RULES = _rules(_SLOWFAST_BLOCK_RULE, (rf"({_SLOWFAST_POOL})", r"\1", None), _TOP_LEVEL_RULE,
+                         (rf"({_SLOWFAST_PRETRAINING})", r"\1", None))  # fmt: skip
 _CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
     "slowfast": lambda sd: _apply_rules(sd, _SLOWFAST_RULES, "slowfast"),
     "mvit_video": lambda sd: _apply_rules(sd, _SLOWFAST_RULES, "mvit_video"),
