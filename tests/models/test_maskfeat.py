@@ -142,8 +142,12 @@ def test_fine_tuning_load_drops_the_pretraining_tensors():
     pretrained = _tiny()
     classifier = MViT(pretrained.cfg)
     report = load_pretrained(classifier, pretrained.state_dict())
-    assert sorted(report.dropped) == sorted(k for k in pretrained.state_dict() if k.startswith(("mask_token", "pred_head", "hogs")))
-    assert len(report.dropped) == 7 and "dropped 7 pre-training tensors (hogs, mask_token, pred_head)" in report.summary()
+    assert sorted(report.dropped) == sorted(
+        k for k in pretrained.state_dict() if k.startswith(("mask_token", "pred_head", "hogs"))
+    )
+    assert (
+        len(report.dropped) == 7 and "dropped 7 pre-training tensors (hogs, mask_token, pred_head)" in report.summary()
+    )
     assert sorted(report.missing) == ["head.projection.bias", "head.projection.weight", "norm.bias", "norm.weight"]
     assert torch.equal(classifier.blocks[1].attn.qkv.weight, pretrained.blocks[1].attn.qkv.weight)
 
