@@ -274,17 +274,23 @@ def _overfit_dataset(cfg, records: list[VideoRecord], bad_log: BadVideoLog, deco
     return FixedClipDataset(views)
 
 
+def mask_kind(tube: bool, frames: bool, mae: bool = False) -> str:
+    """The ``masking.MASK_KINDS`` entry of ``AUG.MASK_TUBE`` / ``AUG.MASK_FRAMES``: whole time slices, tubes
+    (MaskFeat: PySlowFast's 2-D blocks repeated over time; MAE: VideoMAE's random tubes) or else cubes."""
+    if frames:
+        return "frames"
+    if tube:
+        return "tube" if mae else "block_tube"
+    return "cube"
+
+
 def mask_generator(cfg) -> MaskGenerator | None:
-    """The token-mask generator of ``AUG.GEN_MASK_LOADER`` (None without it): the kind from ``AUG.MASK_FRAMES`` /
-    ``AUG.MASK_TUBE`` (MaskFeat: 2-D blocks repeated over time; MAE: VideoMAE's random tubes) or else cubes."""
+    """The token-mask generator of ``AUG.GEN_MASK_LOADER`` (None without it). MaskFeat is the only masked
+    pre-training here (``MASK.MAE_ON`` is refused until MAE lands; it will pass ``mae=True`` to ``mask_kind``)."""
     aug = cfg.AUG
     if not aug.GEN_MASK_LOADER:
         return None
-    kind = "cube"
-    if aug.MASK_FRAMES:
-        kind = "frames"
-    elif aug.MASK_TUBE:
-        kind = "tube" if cfg.MASK.MAE_ON else "block_tube"
+    kind = mask_kind(aug.MASK_TUBE, aug.MASK_FRAMES)
     return MaskGenerator(kind, tuple(aug.MASK_WINDOW_SIZE), float(aug.MASK_RATIO), aug.MAX_MASK_PATCHES_PER_BLOCK)
 
 

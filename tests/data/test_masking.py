@@ -117,3 +117,10 @@ def test_label_fraction_is_stratified_and_seeded(tmp_path):
     assert (tmp_path / "o" / "test.csv").read_text() == "t.mp4 0\n"
     with pytest.raises(SplitError, match=r"\(0, 1\]"):
         label_fraction(rows, 1.5)
+
+
+def test_mask_kind_follows_the_aug_switches():
+    from mvit_video.data.loader import mask_kind
+
+    assert mask_kind(False, False) == "cube" and mask_kind(False, True) == "frames"
+    assert mask_kind(True, False) == "block_tube" and mask_kind(True, False, mae=True) == "tube"
