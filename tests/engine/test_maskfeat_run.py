@@ -1,6 +1,6 @@
 """MaskFeat pre-training through tools/run_net.py on a few toy videos, without labels: the loss falls, validation
 reports the masked loss, checkpoints are written, a longer run resumes after the last epoch, and fine-tuning a
-classifier from the checkpoint reports the dropped pre-training tensors. The pre-training run (about 20 s on 2 quiet
+classifier from the checkpoint reports the dropped pre-training tensors. The pre-training run (about 13 s on 2 quiet
 CPU cores) is in the default suite; resuming and fine-tuning (another 30 s) are marked slow."""
 
 from __future__ import annotations
