@@ -2,7 +2,7 @@
 
 Every key a PySlowFast MViT YAML may set has PySlowFast's default value here, so a PySlowFast YAML
 builds the same model. Keys marked "toolkit" are mvit_video additions. PySlowFast keys that this
-toolkit does not implement (other model families, detection, self-supervised pretraining, ...)
+toolkit does not implement (other model families, detection, contrastive self-supervision, ...)
 are listed in ``IGNORED_SLOWFAST_KEYS``: the loader accepts them and drops them with a warning.
 """
 
@@ -27,16 +27,9 @@ IGNORED_SLOWFAST_KEYS: frozenset[str] = frozenset(
         "AVA",
         "MULTIGRID",
         "CONTRASTIVE",
-        "MASK",
         "VIS_MASK",
         "BENCHMARK",
-        # MaskFeat / SSL / chunked-CSV data options.
-        "AUG.GEN_MASK_LOADER",
-        "AUG.MASK_TUBE",
-        "AUG.MASK_FRAMES",
-        "AUG.MASK_WINDOW_SIZE",
-        "AUG.MASK_RATIO",
-        "AUG.MAX_MASK_PATCHES_PER_BLOCK",
+        # SSL / chunked-CSV data options.
         "DATA.PATH_TO_PRELOAD_IMDB",
         "DATA.TRAIN_PCA_EIGVAL",
         "DATA.TRAIN_PCA_EIGVEC",
@@ -86,11 +79,8 @@ IGNORED_SLOWFAST_KEYS: frozenset[str] = frozenset(
 # because dropping it would silently run a different experiment.
 UNSUPPORTED_WHEN_SET: dict[str, str] = {
     "DETECTION.ENABLE": "action detection (AVA)",
-    "MASK.ENABLE": "masked pretraining (MaskFeat/MAE)",
     "MULTIGRID.LONG_CYCLE": "multigrid training",
     "MULTIGRID.SHORT_CYCLE": "multigrid training",
-    "AUG.GEN_MASK_LOADER": "masked pretraining (MaskFeat/MAE)",
-    "AUG.MASK_RATIO": "token masking",
 }
 
 # Schema keys mvit_video does not implement: a value other than the default is a one-line ConfigError naming the
@@ -136,10 +126,22 @@ REFUSED_KEYS: dict[str, str] = {
     "DEMO.NUM_CLIPS_SKIP": "the demo predicts on every clip; use DEMO.STRIDE to predict less often",
     "DEMO.FPS": "the demo uses the source's frame rate; set DEMO.OUTPUT_FPS for the written video",
     "DEMO.SLOWMO": "slow-motion output is not implemented; remove the key",
+    "MASK.MAE_ON": "MAE pre-training: the MaskFeat path (MASK.PRED_HOG with MViT) is implemented, the MAE encoder-"
+    "decoder is not yet; set it to False",
+    **{
+        f"MASK.{name}": "MAE pre-training options (its random masking and decoder) are not implemented yet; remove "
+        "the key"
+        for name in ("MAE_RND_MASK", "PER_FRAME_MASKING", "DECODER_EMBED_DIM", "DECODER_SEP_POS_EMBED", "DECODER_DEPTH")
+    },
+    **{
+        f"MASK.{name}": "the transformer prediction head ('separate_xformer') is not implemented; MaskFeat uses "
+        "MASK.HEAD_TYPE 'separate' (LayerNorm + Linear); remove the key"
+        for name in ("HEAD_TYPE", "DEC_KV_KERNEL", "DEC_KV_STRIDE")
+    },
 }
 
 # Values of MODEL.LOSS_FUNC (PySlowFast's classification losses) and MODEL.HEAD_ACT (its test-time head).
-LOSS_FUNCS: tuple[str, ...] = ("cross_entropy", "soft_cross_entropy", "bce", "bce_logit")
+LOSS_FUNCS: tuple[str, ...] = ("cross_entropy", "soft_cross_entropy", "bce", "bce_logit", "multi_mse")
 HEAD_ACTS: tuple[str, ...] = ("softmax", "sigmoid", "none")
 
 # Expected type of keys whose default is None (None stays allowed).
@@ -148,6 +150,7 @@ NULLABLE_TYPES: dict[str, type] = {
     "MVIT.POOL_KVQ_KERNEL": list,
     "SOLVER.CLIP_GRAD_VAL": float,
     "SOLVER.CLIP_GRAD_L2NORM": float,
+    "AUG.MAX_MASK_PATCHES_PER_BLOCK": int,
 }
 
 
@@ -214,6 +217,33 @@ def _add_aug(cfg: CfgNode) -> None:
     cfg.AUG.RE_MODE = "pixel"
     cfg.AUG.RE_COUNT = 1
     cfg.AUG.RE_SPLIT = False
+    # Masked pre-training (PySlowFast's MaskFeat keys): each training clip carries a token mask
+    cfg.AUG.GEN_MASK_LOADER = False
+    cfg.AUG.MASK_TUBE = False  # MaskFeat: 2-D blocks repeated over time (MAE: VideoMAE's random tubes)
+    cfg.AUG.MASK_FRAMES = False  # whole time slices
+    cfg.AUG.MASK_WINDOW_SIZE = [8, 7, 7]  # (T, H, W) of the mask; T = token grid T, H and W divide the token grid
+    cfg.AUG.MASK_RATIO = 0.0
+    cfg.AUG.MAX_MASK_PATCHES_PER_BLOCK = None  # largest cube area; None: one (H, W) slice of the window
+
+
+def _add_mask(cfg: CfgNode) -> None:
+    """MASK: masked pre-training (MaskFeat on MViT; PySlowFast's keys and defaults)."""
+    cfg.MASK = CfgNode()
+    cfg.MASK.ENABLE = False  # build MaskMViT and train with MODEL.LOSS_FUNC multi_mse, no labels
+    cfg.MASK.MAE_ON = False
+    cfg.MASK.MAE_RND_MASK = False
+    cfg.MASK.PER_FRAME_MASKING = False
+    cfg.MASK.TIME_STRIDE_LOSS = True  # pixel targets: only every temporal-stride-th frame
+    cfg.MASK.NORM_PRED_PIXEL = True  # pixel targets normalised per token
+    cfg.MASK.SCALE_INIT_BY_DEPTH = False
+    cfg.MASK.DECODER_EMBED_DIM = 512
+    cfg.MASK.DECODER_SEP_POS_EMBED = False
+    cfg.MASK.DEC_KV_KERNEL = []
+    cfg.MASK.DEC_KV_STRIDE = []
+    cfg.MASK.PRETRAIN_DEPTH = [15]  # blocks feeding a prediction head; later blocks are dropped
+    cfg.MASK.HEAD_TYPE = "separate"
+    cfg.MASK.DECODER_DEPTH = 0
+    cfg.MASK.PRED_HOG = False  # True: HOG targets (MaskFeat); False: pixels
 
 
 def _add_mixup(cfg: CfgNode) -> None:
@@ -451,6 +481,7 @@ def get_cfg() -> CfgNode:
         _add_test,
         _add_model,
         _add_mvit,
+        _add_mask,
         _add_data,
         _add_solver,
         _add_data_loader,

@@ -584,8 +584,128 @@ def _check_architecture_section(cfg: CfgNode, source: str) -> None:
         raise ConfigError(f"{source}: {name}: {e}") from None
 
 
+# ------------------------------------------------------------------------------------------ masked pre-training
+
+_MASK_SETTINGS = ("PRETRAIN_DEPTH", "PRED_HOG", "NORM_PRED_PIXEL", "TIME_STRIDE_LOSS", "SCALE_INIT_BY_DEPTH")
+_MASK_AUG = ("MASK_TUBE", "MASK_FRAMES", "MASK_WINDOW_SIZE", "MASK_RATIO", "MAX_MASK_PATCHES_PER_BLOCK")
+
+
+def _check_pyslowfast_mask_names(cfg: CfgNode, source: str) -> None:
+    """PySlowFast names the pre-training model MODEL.ARCH maskmvit / MODEL_NAME MaskMViT; here MASK.ENABLE does."""
+    for key, value in (("MODEL.ARCH", cfg.MODEL.ARCH), ("MODEL.MODEL_NAME", cfg.MODEL.MODEL_NAME)):
+        if str(value).lower() == "maskmvit":
+            fix = "mvit" if key == "MODEL.ARCH" else "MViT"
+            _fail(source, key, value, f"is PySlowFast's name of the MaskFeat model; set {key} {fix} with MASK.ENABLE "
+                  "True (the switch that builds MaskMViT here)")  # fmt: skip
+
+
+def _check_mask_off(cfg: CfgNode, source: str, defaults: CfgNode) -> None:
+    """Without MASK.ENABLE no masking key may be set: nothing would read it."""
+    if cfg.MODEL.LOSS_FUNC == "multi_mse":
+        _fail(source, "MODEL.LOSS_FUNC", "multi_mse", "is the masked pre-training loss; set MASK.ENABLE True, or a "
+              "classification loss")  # fmt: skip
+    for section, names in (("MASK", _MASK_SETTINGS), ("AUG", ("GEN_MASK_LOADER", *_MASK_AUG))):
+        for name in names:
+            if cfg[section][name] != defaults[section][name]:
+                _fail(source, f"{section}.{name}", cfg[section][name], "is a masked pre-training setting, but "
+                      "MASK.ENABLE is False: remove it, or set MASK.ENABLE True")  # fmt: skip
+
+
+def _feature_grid(cfg: CfgNode, depth: int) -> list[int]:
+    """(T, H, W) tokens after block ``depth`` (patch grid divided by the query strides up to it)."""
+    stride = list(cfg.MVIT.PATCH_STRIDE)
+    grid = [cfg.DATA.NUM_FRAMES // stride[0], cfg.DATA.TRAIN_CROP_SIZE // stride[1],
+            cfg.DATA.TRAIN_CROP_SIZE // stride[2]]  # fmt: skip
+    for layer, *q in cfg.MVIT.POOL_Q_STRIDE:
+        if layer <= depth:
+            grid = [g // s for g, s in zip(grid, q)]
+    return grid
+
+
+def _check_mask_window(cfg: CfgNode, source: str) -> None:
+    """The mask window: the token grid's T, and an H x W that divides the patch grid and every pretrain grid."""
+    window = cfg.AUG.MASK_WINDOW_SIZE
+    if not (isinstance(window, (list, tuple)) and len(window) == 3 and all(_is_int(v, 1) for v in window)):
+        _fail(source, "AUG.MASK_WINDOW_SIZE", window, "must be 3 positive ints [T, H, W]")
+    patch = _feature_grid(cfg, -1)
+    grids = {"the patch-token grid": patch, **{f"block {d}'s token grid": _feature_grid(cfg, d)
+                                              for d in cfg.MASK.PRETRAIN_DEPTH}}  # fmt: skip
+    if window[0] != patch[0]:
+        _fail(source, "AUG.MASK_WINDOW_SIZE", window, f"must have T = {patch[0]}, the token grid's (DATA.NUM_FRAMES / "
+              "temporal patch stride)")  # fmt: skip
+    for where, grid in grids.items():
+        if grid[1] % window[1] or grid[2] % window[2]:
+            _fail(source, "AUG.MASK_WINDOW_SIZE", window, f"does not match {where} {grid[1]}x{grid[2]}: its H and W "
+                  f"must divide it (each mask cell covers whole tokens)")  # fmt: skip
+
+
+def _check_pretrain_depth(cfg: CfgNode, source: str) -> None:
+    depths = cfg.MASK.PRETRAIN_DEPTH
+    ok = bool(depths) and all(_is_int(d, 0) and d < cfg.MVIT.DEPTH for d in depths)
+    if not ok or list(depths) != sorted(set(depths)):
+        _fail(source, "MASK.PRETRAIN_DEPTH", depths, f"must be increasing block indices below MVIT.DEPTH="
+              f"{cfg.MVIT.DEPTH}")  # fmt: skip
+
+
+def _check_mask_recipe(cfg: CfgNode, source: str, defaults: CfgNode) -> None:
+    """Settings a pre-training run cannot combine with (no labels, no classifier, one mask per clip)."""
+    refusals = {
+        "MODEL.ARCH": (cfg.MODEL.ARCH != "mvit", "masked pre-training is implemented for mvit (MaskFeat); MAE for "
+                       "other families is not yet"),
+        "MVIT.PATCH_2D": (cfg.MVIT.PATCH_2D, "image MaskFeat is not implemented; pre-train on clips"),
+        "AUG.GEN_MASK_LOADER": (not cfg.AUG.GEN_MASK_LOADER, "MASK.ENABLE needs the loader's masks; set it True"),
+        "MODEL.LOSS_FUNC": (cfg.MODEL.LOSS_FUNC != "multi_mse", "masked pre-training regresses its targets; set "
+                            "multi_mse"),
+        "MIXUP.ENABLE": (cfg.MIXUP.ENABLE, "mixup needs labels; a pre-training run has none: set it False"),
+        "AUG.NUM_SAMPLE": (cfg.AUG.NUM_SAMPLE != 1, "one mask per clip: set it 1 for masked pre-training"),
+        "TRAIN.OVERFIT_CLIPS": (cfg.TRAIN.OVERFIT_CLIPS != 0, "the sanity check needs labels; set it 0"),
+        "TEST.ENABLE": (cfg.TEST.ENABLE, "a pre-training model has no classifier to test; set it False and fine-tune "
+                        "from the checkpoint (TRAIN.CHECKPOINT_FILE_PATH)"),
+        "AUG.MASK_RATIO": (not 0.0 < cfg.AUG.MASK_RATIO < 1.0, "must be in (0, 1)"),
+        "AUG.MASK_FRAMES": (cfg.AUG.MASK_FRAMES and cfg.AUG.MASK_TUBE, "AUG.MASK_TUBE and AUG.MASK_FRAMES are two "
+                            "masking kinds; set one"),
+    }  # fmt: skip
+    for key, (bad, problem) in refusals.items():
+        if bad:
+            section, name = key.split(".")
+            _fail(source, key, cfg[section][name], problem)
+    if cfg.MASK.PRED_HOG:
+        for name in ("NORM_PRED_PIXEL", "TIME_STRIDE_LOSS"):
+            if cfg.MASK[name] != defaults.MASK[name]:
+                _fail(source, f"MASK.{name}", cfg.MASK[name], "applies to pixel targets, but MASK.PRED_HOG is True; "
+                      "remove it")  # fmt: skip
+    limit = cfg.AUG.MAX_MASK_PATCHES_PER_BLOCK
+    if limit is not None and (cfg.AUG.MASK_TUBE or cfg.AUG.MASK_FRAMES or not _is_int(limit, 5)):
+        _fail(source, "AUG.MAX_MASK_PATCHES_PER_BLOCK", limit, "limits cube masking blocks: an int >= 5 (blocks are "
+              "at least a fifth of it), with AUG.MASK_TUBE and AUG.MASK_FRAMES False")  # fmt: skip
+
+
+def _check_hog_cells(cfg: CfgNode, source: str) -> None:
+    """HOG targets: every pretrain depth's tokens cover whole 8 x 8 cells."""
+    if not cfg.MASK.PRED_HOG:
+        return
+    for depth in cfg.MASK.PRETRAIN_DEPTH:
+        stride = cfg.DATA.TRAIN_CROP_SIZE // _feature_grid(cfg, depth)[2]
+        if stride % 8:
+            _fail(source, "MASK.PRETRAIN_DEPTH", list(cfg.MASK.PRETRAIN_DEPTH), f"block {depth}'s tokens are "
+                  f"{stride} pixels wide, not a multiple of the 8-pixel HOG cell")  # fmt: skip
+
+
+def _check_masking(cfg: CfgNode, source: str) -> None:
+    """MASK.ENABLE (MaskFeat pre-training) and its loader masks: consistent, or one line naming the key."""
+    defaults = get_cfg()
+    if not cfg.MASK.ENABLE:
+        _check_mask_off(cfg, source, defaults)
+        return
+    _check_mask_recipe(cfg, source, defaults)
+    _check_pretrain_depth(cfg, source)
+    _check_mask_window(cfg, source)
+    _check_hog_cells(cfg, source)
+
+
 _RULES: tuple[Callable[[CfgNode, str], None], ...] = (
     _check_types,
+    _check_pyslowfast_mask_names,
     _check_family,
     _check_refused,
     _check_model,
@@ -594,6 +714,7 @@ _RULES: tuple[Callable[[CfgNode, str], None], ...] = (
     _check_testing,
     _check_toolkit,
     _check_training,
+    _check_masking,
 )
 
 

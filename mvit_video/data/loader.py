@@ -1,7 +1,8 @@
 """``build_dataset`` / ``build_loader``: the one place that turns the root config into data objects.
 
 Batches are dicts. Training and validation: ``{"video": (B, 3, T, H, W) float, "label": (B,), "index": (B,)}``
-(``"label"`` is (B, K) float multi-hot with ``DATA.MULTI_LABEL``)
+(``"label"`` is (B, K) float multi-hot with ``DATA.MULTI_LABEL``; with ``AUG.GEN_MASK_LOADER`` training and validation
+batches also hold ``"mask"``: (B, T', h, w) bool token masks, and unlabelled CSV rows have label -1)
 (with ``AUG.NUM_SAMPLE`` = N > 1 a batch holds B*N clips, N per decoded video); validation and test items also
 carry ``"valid"`` (False for unreadable videos, to be excluded from metrics) and ``"error"``. Test batches hold all
 views of each video: ``"video": (B, V, 3, T, H, W)`` with V = ``TEST.NUM_ENSEMBLE_VIEWS`` x ``TEST.NUM_SPATIAL_CROPS``.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 from collections.abc import Iterator
 from functools import partial
 
@@ -22,6 +24,7 @@ from .. import process
 from .badfiles import BadVideoLog, TooManyBadVideos
 from .imagefolder import ImageDataset, read_image_folder
 from .decode import SUPPORTED_BACKENDS, VideoDecodeError, probe_video
+from .masking import MaskGenerator
 from .kinetics import ClipDataset, ClipSampling, DecodeOptions, FixedClipDataset, MultiViewDataset, SpatialViews
 from .pipeline import TrainClipTransform
 from .records import DatasetError, VideoRecord, check_labels, find_missing, read_csv_split, read_ssv2_split
@@ -50,10 +53,11 @@ def read_split(cfg, split: str) -> list[VideoRecord]:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     name, root = _dataset_name(cfg, split), cfg.DATA.PATH_TO_DATA_DIR
+    unlabeled = bool(cfg.MASK.ENABLE)  # pre-training reads no labels: rows may be bare paths
     if name == "kinetics":
         records = read_csv_split(
             os.path.join(root, f"{split}.csv"), cfg.DATA.PATH_PREFIX, cfg.DATA.PATH_LABEL_SEPARATOR,
-            multi_label=cfg.DATA.MULTI_LABEL,
+            multi_label=cfg.DATA.MULTI_LABEL, allow_unlabeled=unlabeled,
         )
     elif name == "ssv2":
         annotation = "train" if split == "train" else "validation"
@@ -64,7 +68,8 @@ def read_split(cfg, split: str) -> list[VideoRecord]:
         )
     else:
         records, _ = read_image_folder(os.path.join(root, "train" if split == "train" else "val"))
-    check_labels(records, cfg.MODEL.NUM_CLASSES, f"{cfg.DATA.PATH_TO_DATA_DIR} ({split})")
+    if not unlabeled:
+        check_labels(records, cfg.MODEL.NUM_CLASSES, f"{cfg.DATA.PATH_TO_DATA_DIR} ({split})")
     return records
 
 
@@ -269,7 +274,58 @@ def _overfit_dataset(cfg, records: list[VideoRecord], bad_log: BadVideoLog, deco
     return FixedClipDataset(views)
 
 
+def mask_kind(tube: bool, frames: bool, mae: bool = False) -> str:
+    """The ``masking.MASK_KINDS`` entry of ``AUG.MASK_TUBE`` / ``AUG.MASK_FRAMES``: whole time slices, tubes
+    (MaskFeat: PySlowFast's 2-D blocks repeated over time; MAE: VideoMAE's random tubes) or else cubes."""
+    if frames:
+        return "frames"
+    if tube:
+        return "tube" if mae else "block_tube"
+    return "cube"
+
+
+def mask_generator(cfg) -> MaskGenerator | None:
+    """The token-mask generator of ``AUG.GEN_MASK_LOADER`` (None without it). MaskFeat is the only masked
+    pre-training here (``MASK.MAE_ON`` is refused until MAE lands; it will pass ``mae=True`` to ``mask_kind``)."""
+    aug = cfg.AUG
+    if not aug.GEN_MASK_LOADER:
+        return None
+    kind = mask_kind(aug.MASK_TUBE, aug.MASK_FRAMES)
+    return MaskGenerator(kind, tuple(aug.MASK_WINDOW_SIZE), float(aug.MASK_RATIO), aug.MAX_MASK_PATCHES_PER_BLOCK)
+
+
+class MaskedDataset(Dataset):
+    """Adds a ``"mask"`` to every item of ``dataset``: drawn from (seed, epoch, index), so any worker draws the same
+    and a resumed epoch repeats its masks; an evaluation split (never ``set_epoch``) has fixed masks."""
+
+    def __init__(self, dataset: Dataset, generator: MaskGenerator, seed: int) -> None:
+        self.dataset, self.generator, self.seed, self.epoch = dataset, generator, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        rng = random.Random(f"mask-{self.seed}-{self.epoch}-{item['index']}")
+        return {**item, "mask": self.generator(rng)}
+
+
 def build_dataset(cfg, split: str) -> Dataset:
+    """The dataset of one split, with token masks (``MaskedDataset``) for training and validation when
+    ``AUG.GEN_MASK_LOADER`` (see ``build_split_dataset``)."""
+    dataset = build_split_dataset(cfg, split)
+    generator = mask_generator(cfg)
+    if generator is None or split == "test":
+        return dataset
+    return MaskedDataset(dataset, generator, cfg.RNG_SEED)
+
+
+def build_split_dataset(cfg, split: str) -> Dataset:
     """The dataset of one split ("train", "val" or "test") of a config.
 
     Raises:
@@ -345,6 +401,8 @@ def collate_clips(items: list[dict], num_classes: int | None = None) -> dict:
     labels = multi_hot(labels, num_classes) if num_classes is not None else torch.tensor(labels)
     index = torch.tensor([item["index"] for item in items])
     batch = {"video": videos, "label": labels, "index": index}
+    if "mask" in items[0]:
+        batch["mask"] = torch.stack([item["mask"] for item in items])
     if "valid" in items[0]:
         batch["valid"] = torch.tensor([item["valid"] for item in items])
         batch["error"] = [item["error"] for item in items]

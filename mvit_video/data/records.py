@@ -26,7 +26,8 @@ class VideoRecord:
 
 
 def read_csv_split(
-    csv_path: str, path_prefix: str = "", separator: str = " ", multi_label: bool = False
+    csv_path: str, path_prefix: str = "", separator: str = " ", multi_label: bool = False,
+    allow_unlabeled: bool = False,
 ) -> list[VideoRecord]:
     """Reads a PySlowFast split file: one ``path<separator>label`` per line.
 
@@ -37,6 +38,8 @@ def read_csv_split(
             the text after its last occurrence.
         multi_label: the label is a comma-separated list of classes (``path 3,17,42``; ``DATA.MULTI_LABEL``);
             records then hold tuples of class indices.
+        allow_unlabeled: a row may be a bare path (pre-training needs no labels); its label is -1. A row with a
+            label keeps it.
 
     Raises:
         DatasetError: the file is missing or a row is malformed (file, line number and row in the message).
@@ -50,6 +53,9 @@ def read_csv_split(
             if not row:
                 continue
             path, sep, label = row.rpartition(separator)
+            if allow_unlabeled and not (sep and re.fullmatch(r"-?\d+(,-?\d+)*", label.strip())):
+                records.append(VideoRecord(os.path.join(path_prefix, row), -1))
+                continue
             pattern = r"-?\d+(,-?\d+)*" if multi_label else r"-?\d+"
             if not sep or not path.strip() or not re.fullmatch(pattern, label.strip()):
                 expected = "comma-separated integer labels" if multi_label else "integer label"

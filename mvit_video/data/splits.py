@@ -208,3 +208,62 @@ def make_splits_command(root: str | os.PathLike, out_dir: str | os.PathLike, val
 
         settings = settings_from_cfg(load_config(cfg), "train")
     return make_splits(root, out_dir, val, test, seed, settings, workers, absolute, progress)
+
+
+# ------------------------------------------------------------------------------------------- label fractions
+
+
+def label_fraction(rows: list[tuple[str, int]], fraction: float, seed: int = 0) -> list[tuple[str, int]]:
+    """A stratified, seeded subset of labelled rows: ``round(fraction * n)`` of each class's n rows (at least one),
+    drawn with a generator seeded by ``seed`` and the label; the kept rows stay in their input order.
+
+    Args:
+        rows: (path text, label) per CSV row.
+        fraction: the share of each class to keep, in (0, 1].
+        seed: the draw's seed (the same rows and seed give the same subset).
+
+    Raises:
+        SplitError: a fraction outside (0, 1].
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise SplitError(f"label fraction must be in (0, 1], got {fraction}")
+    by_label: dict[int, list[int]] = {}
+    for index, (_, label) in enumerate(rows):
+        by_label.setdefault(label, []).append(index)
+    keep: set[int] = set()
+    for label, indices in by_label.items():
+        count = max(1, round(fraction * len(indices)))
+        keep.update(random.Random(f"{seed}-{label}").sample(indices, count))
+    return [row for index, row in enumerate(rows) if index in keep]
+
+
+def write_label_fraction(data_dir: str | os.PathLike, out_dir: str | os.PathLike, fraction: float,
+                         seed: int = 0) -> dict[str, int]:  # fmt: skip
+    """A copy of a split folder whose train.csv keeps ``label_fraction`` of each class (val.csv, test.csv and
+    classnames.txt are copied as they are, so fine-tuning and the test see the same videos); returns the row counts.
+
+    Raises:
+        SplitError: no ``train.csv`` in ``data_dir``, a row without an integer label, or ``out_dir`` = ``data_dir``.
+    """
+    data, out = Path(data_dir), Path(out_dir)
+    if data.resolve() == out.resolve():
+        raise SplitError(f"--out {out} is the data folder itself; choose another folder")
+    train = data / "train.csv"
+    if not train.is_file():
+        raise SplitError(f"{train} not found: --data must hold PySlowFast split files (train.csv, ...)")
+    rows = []
+    for line_no, line in enumerate(train.read_text().splitlines(), start=1):
+        path, _, label = line.strip().rpartition(" ")
+        if line.strip() and not label.lstrip("-").isdigit():
+            raise SplitError(f"{train}:{line_no}: {line!r} has no integer label")
+        if line.strip():
+            rows.append((path, int(label)))
+    subset = label_fraction(rows, fraction, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.csv").write_text("".join(f"{path} {label}\n" for path, label in subset))
+    counts = {"train": len(subset), "train_all": len(rows)}
+    for name in ("val.csv", "test.csv", CLASSNAMES_FILE):
+        if (data / name).is_file():
+            (out / name).write_text((data / name).read_text())
+            counts[name.removesuffix(".csv")] = len((data / name).read_text().splitlines())
+    return counts

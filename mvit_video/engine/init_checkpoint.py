@@ -11,12 +11,16 @@
   file has one). ``TRAIN.CHECKPOINT_EPOCH_RESET True`` starts at epoch 1 with a fresh optimizer instead: the way to
   fine-tune. Files without ``epoch`` (torchvision, timm, bare state dicts) always start at epoch 1, and so do
   published weights named ``weights:<model>[.<tag>]`` (``mvit_video.models.weights``; fetched into the cache).
+- A masked pre-training checkpoint (MaskFeat: it holds a ``mask_token``) always starts a fine-tuning run at epoch 1:
+  its mask token, prediction head and HOG filter buffers are dropped (the load line counts them) and the final norm
+  and classifier, which pre-training does not have, start fresh.
 - Where PySlowFast would crash or do nothing (no optimizer state, the state of another optimizer or model, a
   checkpoint that already reached ``SOLVER.MAX_EPOCH``) the run stops with one ``CheckpointError`` line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +30,7 @@ from torch import nn
 
 from ..models import load_pretrained
 from ..models.download import is_published, resolve_checkpoint
-from ..models.pretrained import CheckpointError, LoadReport, check_complete, read_checkpoint
+from ..models.pretrained import CheckpointError, LoadReport, check_complete, is_pretraining_checkpoint, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +53,9 @@ def init_from_checkpoint(cfg, model: nn.Module, optimizer: torch.optim.Optimizer
     train, given = cfg.TRAIN, cfg.TRAIN.CHECKPOINT_FILE_PATH
     path = resolve_checkpoint(given)  # weights:<model>[.<tag>]: the published file, fetched into the cache
     checkpoint = read_checkpoint(path)
-    epoch = None if train.CHECKPOINT_EPOCH_RESET or is_published(given) else stored_epoch(checkpoint)
+    pretrained = is_pretraining_checkpoint(checkpoint)
+    fresh_start = train.CHECKPOINT_EPOCH_RESET or is_published(given) or pretrained
+    epoch = None if fresh_start else stored_epoch(checkpoint)
     if epoch is not None and epoch + 1 >= cfg.SOLVER.MAX_EPOCH:
         raise CheckpointError(f"TRAIN.CHECKPOINT_FILE_PATH={path} finished epoch {epoch + 1}, SOLVER.MAX_EPOCH="
                               f"{cfg.SOLVER.MAX_EPOCH} leaves nothing to train: raise SOLVER.MAX_EPOCH, or "
@@ -59,13 +65,18 @@ def init_from_checkpoint(cfg, model: nn.Module, optimizer: torch.optim.Optimizer
         inflate="average" if train.CHECKPOINT_INFLATE else None, clear_patterns=train.CHECKPOINT_CLEAR_NAME_PATTERN,
         origin=path,
     )  # fmt: skip
-    check_complete(report, path, MAY_BE_MISSING)
+    check_complete(_without_fresh_parts(report) if pretrained else report, path, MAY_BE_MISSING)
     if epoch is None:
         logger.info("initialised from %s: %s; training starts at epoch 1", path, report.summary())
         return 0
     _continue_training_state(path, checkpoint, report, optimizer, scaler, epoch)
     logger.info("continuing %s (%s) after its epoch %d, with its optimizer state", path, report.summary(), epoch + 1)
     return epoch + 1
+
+
+def _without_fresh_parts(report: LoadReport) -> LoadReport:
+    """The report without the final norm and classifier, which a pre-training checkpoint does not have."""
+    return dataclasses.replace(report, missing=[k for k in report.missing if k.split(".")[0] not in ("norm", "head")])
 
 
 def _continue_training_state(path: str, checkpoint: Mapping, report: LoadReport, optimizer, scaler, epoch: int) -> None:

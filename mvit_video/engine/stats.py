@@ -132,15 +132,20 @@ def plot_training_curves(stats_path: str | os.PathLike, out_path: str | os.PathL
     panels = fig.subplots(1, 3)
     epochs = [_epoch_number(r) for r in train]
     panels[0].plot(epochs, [r["loss"] for r in train], marker="o", label="train")
+    val_loss = sorted((r for r in records if r.get("_type") == "val_epoch" and "loss" in r), key=_epoch_number)
+    if val_loss:  # pre-training validates its masked loss
+        panels[0].plot([_epoch_number(r) for r in val_loss], [r["loss"] for r in val_loss], marker="s", label="val")
     panels[0].set(title="loss", xlabel="epoch")
     panels[1].plot(epochs, [r["lr"] for r in train], marker="o")
     panels[1].set(title="learning rate (epoch mean)", xlabel="epoch")
-    panels[2].plot(epochs, [r["top1_err"] for r in train], marker="o", label="train")
+    if "top1_err" in train[0]:
+        panels[2].plot(epochs, [r["top1_err"] for r in train], marker="o", label="train")
     if val:
         panels[2].plot([_epoch_number(r) for r in val], [r["top1_err"] for r in val], marker="s", label="val")
     panels[2].set(title="top-1 error (%)", xlabel="epoch", ylim=(0, 100))
     for ax in (panels[0], panels[2]):
-        ax.legend()
+        if ax.get_lines():
+            ax.legend()
     for ax in panels:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -43,6 +43,7 @@ from ..config import ConfigError
 from ..data.loader import build_loader
 from ..data.mixup import Mixup
 from ..models import build_model, load_pretrained
+from ..models.maskfeat import multi_mse
 from ..models.download import resolve_checkpoint
 from ..models.pretrained import CheckpointError, check_complete
 from ..models.stats import count_flops, count_params
@@ -104,8 +105,10 @@ def log_model_info(cfg, model: nn.Module, stats: StatsLogger) -> None:
         return
     inner = unwrap_model(model)
     devices = [next(inner.parameters()).device] if next(inner.parameters()).is_cuda else []
-    with torch.random.fork_rng(devices=devices):
-        gflops = count_flops(inner) / 1e9
+    gflops = None  # a pre-training model's forward needs a mask: its FLOPs are not counted
+    if not cfg.MASK.ENABLE:
+        with torch.random.fork_rng(devices=devices):
+            gflops = count_flops(inner) / 1e9
     stats.log({"_type": "model_info", "params_m": count_params(inner) / 1e6, "gflops": gflops,
                "input_size": list(inner.cfg.input_size)})  # fmt: skip
 
@@ -178,6 +181,13 @@ def compute_loss(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, m
     return classification_loss(loss_func, logits.float(), targets), logits
 
 
+def masked_loss(model: nn.Module, videos: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The pre-training loss (``MASK.ENABLE``, ``MODEL.LOSS_FUNC`` multi_mse): the model predicts the targets of
+    the masked tokens and returns both; float32."""
+    predictions, targets = model(videos, mask)
+    return multi_mse(predictions, targets)
+
+
 def clip_and_measure(cfg, model: nn.Module) -> float:
     """Applies SOLVER.CLIP_GRAD_VAL / CLIP_GRAD_L2NORM (when set); returns the gradient L2 norm before clipping."""
     params = [p for p in model.parameters() if p.grad is not None]
@@ -231,15 +241,21 @@ def train_step(run: Run, batch: dict, mixup: Mixup | None, epoch: int, it: int, 
     no_sync = run.model.no_sync if is_dist() and not acc.last else contextlib.nullcontext
     with no_sync():
         with autocast(run.device, run.cfg.TRAIN.PRECISION):
-            loss, logits = compute_loss(run.model, videos, labels, mixup, run.cfg.MODEL.LOSS_FUNC)
-        reduced = all_reduce_mean([loss.item(), *topk_errors(logits.detach(), labels), run.stop.vote()], run.device)
-        loss_value, top1, top5, votes = reduced
+            if run.cfg.MASK.ENABLE:  # pre-training: no labels, no classifier
+                loss = masked_loss(run.model, videos, batch["mask"].to(run.device, non_blocking=True))
+            else:
+                loss, logits = compute_loss(run.model, videos, labels, mixup, run.cfg.MODEL.LOSS_FUNC)
+        errors = [] if run.cfg.MASK.ENABLE else topk_errors(logits.detach(), labels)
+        reduced = all_reduce_mean([loss.item(), *errors, run.stop.vote()], run.device)
+        loss_value, votes = reduced[0], reduced[-1]
         run.stop.count(votes)
         check_loss(loss_value, run.cfg, epoch, it, run.loss_guard)
         if acc.first:
             run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss / acc.size).backward()
-    values = {"loss": loss_value, "top1_err": top1, "top5_err": top5}
+    values = {"loss": loss_value}
+    if errors:
+        values["top1_err"], values["top5_err"] = reduced[1], reduced[2]
     if acc.last:
         run.scaler.unscale_(run.optimizer)
         values["grad_norm"] = clip_and_measure(run.cfg, run.model)
@@ -352,12 +368,41 @@ def score_views(cfg, model: nn.Module, loader, device: torch.device, num_views: 
     return gather(acc)
 
 
+@torch.no_grad()
+def masked_val_loss(run: Run, loader) -> tuple[float, int, int]:
+    """Pre-training validation: the mean masked loss over the readable val videos of all processes (each with its
+    fixed mask), the number of videos scored and of unreadable ones."""
+    run.model.eval()
+    total, count, failed = torch.zeros((), dtype=torch.float64), 0, 0
+    for batch in tqdm(loader, desc="val", leave=False, dynamic_ncols=True, disable=not is_main_process()):
+        valid = batch["valid"]
+        failed += int((~valid).sum())
+        if not valid.any():
+            continue
+        videos, mask = batch["video"][valid].to(run.device), batch["mask"][valid].to(run.device)
+        with autocast(run.device, run.cfg.TRAIN.PRECISION):
+            loss = masked_loss(run.model, videos, mask)
+        total += float(loss) * int(valid.sum())
+        count += int(valid.sum())
+    sums = all_reduce_mean([float(total), count, failed], run.device)
+    scale = world_size()
+    return sums[0] / max(sums[1], 1e-12), round(sums[1] * scale), round(sums[2] * scale)
+
+
 def validate(run: Run, loader, epoch: int) -> dict[str, Any]:
     """Single-view top-1/top-5 error on the val split over all processes; unreadable videos are counted apart.
+    A pre-training run (``MASK.ENABLE``) reports the mean masked loss instead (``masked_val_loss``).
 
     Runs in a forked torch RNG, so validating or not leaves the training's random stream unchanged.
     """
     devices = [run.device] if run.device.type == "cuda" else []
+    if run.cfg.MASK.ENABLE:
+        with torch.random.fork_rng(devices=devices):
+            loss, num_videos, num_failed = masked_val_loss(run, loader)
+        stats = {"_type": "val_epoch", "epoch": f"{epoch + 1}/{run.cfg.SOLVER.MAX_EPOCH}", "loss": loss,
+                 "num_videos": num_videos, "num_failed": num_failed}  # fmt: skip
+        run.stats.log(stats, step=epoch + 1)
+        return stats
     with torch.random.fork_rng(devices=devices):
         metrics = compute_metrics(score_views(run.cfg, run.model, loader, run.device, 1, "val"))
     stats: dict[str, Any] = {"_type": "val_epoch", "epoch": f"{epoch + 1}/{run.cfg.SOLVER.MAX_EPOCH}",

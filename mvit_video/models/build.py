@@ -34,11 +34,12 @@ from .formats.swin import convert_to_swin
 from .formats.vit import PRETRAINING_KEYS, convert_to_vit
 from .levit import LeViT, LeViTConfig
 from .mae import MAEConfig, MaskedAutoencoder
+from .maskfeat import PRETRAINING_PREFIXES, MaskFeatConfig, MaskMViT
 from .mvit import MViT, MViTConfig
 from .pvt import PVTConfig, PyramidVisionTransformer
 from .shuffle import ShuffleConfig, ShuffleTransformer
 from .swin import SwinConfig, SwinTransformer
-from .vit import ViTConfig, VisionTransformer
+from .vit import VisionTransformer, ViTConfig
 
 _MODEL_NAME = "MViT"  # PySlowFast's registry name of MViT v1/v2, video and image
 
@@ -171,7 +172,7 @@ def _swin_state(obj, source: str | None) -> tuple[dict, str]:
 
 
 register_family(Family("mvit", MViT, MViTConfig, "MVIT", mvit_config_from_cfg, convert_to_slowfast,
-                       ("head.projection.weight", "head.projection.bias")))  # fmt: skip
+                       ("head.projection.weight", "head.projection.bias"), PRETRAINING_PREFIXES))  # fmt: skip
 derived_family("vit", VisionTransformer, ViTConfig, "VIT", _vit_state,
                ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias"), PRETRAINING_KEYS)  # fmt: skip
 VARIANT_TYPES[MAEConfig] = MaskedAutoencoder  # the ViT family's MAE pre-training model (``build_mae``)
@@ -286,9 +287,28 @@ def model_config_from_cfg(cfg):
     return get_family(cfg.MODEL.ARCH).from_cfg(cfg)
 
 
+def maskfeat_config_from_cfg(cfg) -> MaskFeatConfig:
+    """The pre-training settings of ``MASK`` (with ``MASK.ENABLE``)."""
+    m = cfg.MASK
+    return MaskFeatConfig(
+        pretrain_depth=tuple(int(d) for d in m.PRETRAIN_DEPTH),
+        pred_hog=m.PRED_HOG,
+        norm_pred_pixel=m.NORM_PRED_PIXEL,
+        time_stride_loss=m.TIME_STRIDE_LOSS,
+        scale_init_by_depth=m.SCALE_INIT_BY_DEPTH,
+    )
+
+
 def build_model(cfg) -> nn.Module:
-    """Builds the model a config describes: a plain ``nn.Module`` on CPU, randomly initialised.
+    """Builds the model a config describes: a plain ``nn.Module`` on CPU, randomly initialised. With
+    ``MASK.ENABLE`` (MViT only) it is the MaskFeat pre-training model ``MaskMViT``.
 
     No weights are loaded, nothing is moved to a device or wrapped for distribution: callers do that.
     """
-    return get_family(cfg.MODEL.ARCH).build(model_config_from_cfg(cfg))
+    config = model_config_from_cfg(cfg)
+    if cfg.MASK.ENABLE:
+        if not isinstance(config, MViTConfig):
+            raise ConfigError(f"MASK.ENABLE: masked pre-training is implemented for MODEL.ARCH mvit (MaskFeat), not "
+                              f"{cfg.MODEL.ARCH!r}; set MASK.ENABLE False")  # fmt: skip
+        return MaskMViT(config, maskfeat_config_from_cfg(cfg))
+    return get_family(cfg.MODEL.ARCH).build(config)

@@ -66,6 +66,8 @@ _SLOWFAST_REV = (
 _SLOWFAST_KEY = re.compile(
     rf"{_SLOWFAST_TOP_LEVEL}|{_SLOWFAST_POOL}|blocks\.\d+\.({_SLOWFAST_BLOCK_PART})|{_SLOWFAST_REV}"
 )
+# PySlowFast's MaskMViT (MaskFeat pre-training): mask token, prediction heads, HOG filter buffers
+_SLOWFAST_PRETRAINING = r"mask_token|hogs\.\d+\.weight_[xy]|pred_head\.(transforms\.\d+\.\d+|projections\.\d+)\.(weight|bias)"
 
 
 def is_slowfast_key(name: str) -> bool:
@@ -347,7 +349,8 @@ def official_mvit_to_slowfast(state_dict: Mapping[str, torch.Tensor]) -> StateDi
 
 
 _SLOWFAST_RULES = _rules(
-    _SLOWFAST_BLOCK_RULE, (rf"({_SLOWFAST_POOL})", r"\1", None), (rf"({_SLOWFAST_REV})", r"\1", None), _TOP_LEVEL_RULE
+    _SLOWFAST_BLOCK_RULE, (rf"({_SLOWFAST_POOL})", r"\1", None), (rf"({_SLOWFAST_REV})", r"\1", None), _TOP_LEVEL_RULE,
+    (rf"({_SLOWFAST_PRETRAINING})", r"\1", None),
 )
 _CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
     "slowfast": lambda sd: _apply_rules(sd, _SLOWFAST_RULES, "slowfast"),

@@ -38,7 +38,8 @@ class LoadReport:
         head_reinitialized: the classifier was left at its initialisation (class-count mismatch).
         model_changes: settings of the model (not its weights) changed so that outputs match the source library,
             one note each (e.g. pytorchvideo's LayerNorm epsilon).
-        dropped: pre-training tensors the model has no place for (an MAE's decoder and mask token), left out.
+        dropped: tensors of a masked pre-training checkpoint that the model has no place for (MaskFeat's mask
+            token, prediction heads and HOG filters; an MAE's decoder and mask token), left out on purpose.
     """
 
     source_format: str
@@ -273,6 +274,7 @@ def load_pretrained(
     except ValueError as e:
         raise CheckpointError(f"{origin}: {e}") from None
     model_state = model.state_dict()
+    dropped = _drop_pretraining(state, model_state, family.pretraining_keys)
     try:
         state, notes = adapt_state_dict(state, model_state, model.position_tables(), inflate, stored_patch_dims(obj))
     except InflationRefused as e:
@@ -280,10 +282,7 @@ def load_pretrained(
                               "(in Python inflate='average')") from None  # fmt: skip
     except ValueError as e:
         raise CheckpointError(f"{origin}: {e}") from None
-    report = LoadReport(fmt, adapted=notes)
-    report.dropped = [k for k in state if k.startswith(family.pretraining_keys) and k not in model_state]
-    for key in report.dropped:
-        del state[key]
+    report = LoadReport(fmt, adapted=notes, dropped=dropped)
     head_keys = family.head_keys
     _check_shapes({k: v for k, v in state.items() if k not in head_keys}, model_state, origin)
     report.head_reinitialized = _split_head(state, model_state, head_keys, num_classes_mismatch, origin)
@@ -300,6 +299,25 @@ def load_pretrained(
     if report.missing or report.unexpected:
         logger.warning("missing keys: %s; unexpected keys: %s", report.missing[:10], report.unexpected[:10])
     return report
+
+
+def _drop_pretraining(state: dict, model_state: Mapping, prefixes: tuple[str, ...]) -> list[str]:
+    """Removes (and names) the masked pre-training tensors of ``state`` (names starting with one of the family's
+    ``prefixes``: MaskFeat's mask token, prediction heads and HOG filters; an MAE's decoder) that the model has no
+    place for."""
+    dropped = [k for k in state if k.startswith(prefixes) and k not in model_state]
+    for key in dropped:
+        del state[key]
+    return dropped
+
+
+def is_pretraining_checkpoint(obj: Any) -> bool:
+    """A loaded checkpoint of a masked pre-training model (it holds a ``mask_token``)."""
+    try:
+        state, _ = unwrap_checkpoint(obj)
+    except (TypeError, ValueError):
+        return False
+    return "mask_token" in state
 
 
 # LayerNorm epsilon of the Q/K/V pooling norms in libraries that differ from PySlowFast's 1e-6.
