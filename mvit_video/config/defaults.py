@@ -126,13 +126,8 @@ REFUSED_KEYS: dict[str, str] = {
     "DEMO.NUM_CLIPS_SKIP": "the demo predicts on every clip; use DEMO.STRIDE to predict less often",
     "DEMO.FPS": "the demo uses the source's frame rate; set DEMO.OUTPUT_FPS for the written video",
     "DEMO.SLOWMO": "slow-motion output is not implemented; remove the key",
-    "MASK.MAE_ON": "MAE pre-training: the MaskFeat path (MASK.PRED_HOG with MViT) is implemented, the MAE encoder-"
-    "decoder is not yet; set it to False",
-    **{
-        f"MASK.{name}": "MAE pre-training options (its random masking and decoder) are not implemented yet; remove "
-        "the key"
-        for name in ("MAE_RND_MASK", "PER_FRAME_MASKING", "DECODER_EMBED_DIM", "DECODER_SEP_POS_EMBED", "DECODER_DEPTH")
-    },
+    "MASK.DECODER_SEP_POS_EMBED": "the MAE decoder's positions are VideoMAE's fixed sin-cos table over the whole "
+    "grid (separate space and time embeddings are not implemented); remove the key",
     **{
         f"MASK.{name}": "the transformer prediction head ('separate_xformer') is not implemented; MaskFeat uses "
         "MASK.HEAD_TYPE 'separate' (LayerNorm + Linear); remove the key"
@@ -229,20 +224,20 @@ def _add_aug(cfg: CfgNode) -> None:
 def _add_mask(cfg: CfgNode) -> None:
     """MASK: masked pre-training (MaskFeat on MViT; PySlowFast's keys and defaults)."""
     cfg.MASK = CfgNode()
-    cfg.MASK.ENABLE = False  # build MaskMViT and train with MODEL.LOSS_FUNC multi_mse, no labels
-    cfg.MASK.MAE_ON = False
-    cfg.MASK.MAE_RND_MASK = False
-    cfg.MASK.PER_FRAME_MASKING = False
+    cfg.MASK.ENABLE = False  # masked pre-training with MODEL.LOSS_FUNC multi_mse, no labels: MaskMViT (mvit) ...
+    cfg.MASK.MAE_ON = False  # ... or, with MAE_ON, the ViT family's MaskedAutoencoder (vit)
+    cfg.MASK.MAE_RND_MASK = False  # MAE: random token masks (else VideoMAE's tubes, AUG.MASK_TUBE)
+    cfg.MASK.PER_FRAME_MASKING = False  # MAE random masks: the same count in every time slice
     cfg.MASK.TIME_STRIDE_LOSS = True  # pixel targets: only every temporal-stride-th frame
     cfg.MASK.NORM_PRED_PIXEL = True  # pixel targets normalised per token
     cfg.MASK.SCALE_INIT_BY_DEPTH = False
-    cfg.MASK.DECODER_EMBED_DIM = 512
+    cfg.MASK.DECODER_EMBED_DIM = 512  # MAE decoder width (heads: one per 64 channels)
     cfg.MASK.DECODER_SEP_POS_EMBED = False
     cfg.MASK.DEC_KV_KERNEL = []
     cfg.MASK.DEC_KV_STRIDE = []
     cfg.MASK.PRETRAIN_DEPTH = [15]  # blocks feeding a prediction head; later blocks are dropped
     cfg.MASK.HEAD_TYPE = "separate"
-    cfg.MASK.DECODER_DEPTH = 0
+    cfg.MASK.DECODER_DEPTH = 0  # MAE decoder blocks
     cfg.MASK.PRED_HOG = False  # True: HOG targets (MaskFeat); False: pixels
 
 

@@ -586,7 +586,10 @@ def _check_architecture_section(cfg: CfgNode, source: str) -> None:
 
 # ------------------------------------------------------------------------------------------ masked pre-training
 
-_MASK_SETTINGS = ("PRETRAIN_DEPTH", "PRED_HOG", "NORM_PRED_PIXEL", "TIME_STRIDE_LOSS", "SCALE_INIT_BY_DEPTH")
+_MASK_SETTINGS = ("PRETRAIN_DEPTH", "PRED_HOG", "NORM_PRED_PIXEL", "TIME_STRIDE_LOSS", "SCALE_INIT_BY_DEPTH", "MAE_ON",
+                  "MAE_RND_MASK", "PER_FRAME_MASKING", "DECODER_EMBED_DIM", "DECODER_DEPTH")
+_MAE_ONLY = ("MAE_RND_MASK", "PER_FRAME_MASKING", "DECODER_EMBED_DIM", "DECODER_DEPTH")
+_MASKFEAT_ONLY = ("PRETRAIN_DEPTH", "PRED_HOG", "SCALE_INIT_BY_DEPTH")
 _MASK_AUG = ("MASK_TUBE", "MASK_FRAMES", "MASK_WINDOW_SIZE", "MASK_RATIO", "MAX_MASK_PATCHES_PER_BLOCK")
 
 
@@ -612,7 +615,12 @@ def _check_mask_off(cfg: CfgNode, source: str, defaults: CfgNode) -> None:
 
 
 def _feature_grid(cfg: CfgNode, depth: int) -> list[int]:
-    """(T, H, W) tokens after block ``depth`` (patch grid divided by the query strides up to it)."""
+    """(T, H, W) tokens after block ``depth`` (patch grid divided by the query strides up to it); an MAE's ViT has
+    one grid, its tubelets'."""
+    if cfg.MASK.MAE_ON:
+        patch = cfg.VIT.PATCH_SIZE
+        return [cfg.DATA.NUM_FRAMES // cfg.VIT.TUBELET_SIZE, cfg.DATA.TRAIN_CROP_SIZE // patch,
+                cfg.DATA.TRAIN_CROP_SIZE // patch]  # fmt: skip
     stride = list(cfg.MVIT.PATCH_STRIDE)
     grid = [cfg.DATA.NUM_FRAMES // stride[0], cfg.DATA.TRAIN_CROP_SIZE // stride[1],
             cfg.DATA.TRAIN_CROP_SIZE // stride[2]]  # fmt: skip
@@ -628,6 +636,11 @@ def _check_mask_window(cfg: CfgNode, source: str) -> None:
     if not (isinstance(window, (list, tuple)) and len(window) == 3 and all(_is_int(v, 1) for v in window)):
         _fail(source, "AUG.MASK_WINDOW_SIZE", window, "must be 3 positive ints [T, H, W]")
     patch = _feature_grid(cfg, -1)
+    if cfg.MASK.MAE_ON:
+        if list(window) != patch:
+            _fail(source, "AUG.MASK_WINDOW_SIZE", window, f"must be the ViT's token grid {patch} (DATA.NUM_FRAMES / "
+                  "VIT.TUBELET_SIZE, crop / VIT.PATCH_SIZE): an MAE masks single tokens")  # fmt: skip
+        return
     grids = {"the patch-token grid": patch, **{f"block {d}'s token grid": _feature_grid(cfg, d)
                                               for d in cfg.MASK.PRETRAIN_DEPTH}}  # fmt: skip
     if window[0] != patch[0]:
@@ -647,12 +660,38 @@ def _check_pretrain_depth(cfg: CfgNode, source: str) -> None:
               f"{cfg.MVIT.DEPTH}")  # fmt: skip
 
 
+def _check_mae(cfg: CfgNode, source: str, defaults: CfgNode) -> None:
+    """MASK.MAE_ON: the ViT family, masks of one exact count per clip, no MaskFeat setting."""
+    if cfg.MODEL.ARCH != "vit":
+        _fail(source, "MASK.MAE_ON", True, f"MAE pre-training is built for MODEL.ARCH vit, not {cfg.MODEL.ARCH!r} (for "
+              "mvit use MaskFeat: MASK.MAE_ON False)")  # fmt: skip
+    for name in _MASKFEAT_ONLY:
+        if cfg.MASK[name] != defaults.MASK[name]:
+            _fail(source, f"MASK.{name}", cfg.MASK[name], "is a MaskFeat setting; an MAE (MASK.MAE_ON) reconstructs "
+                  "pixels with its decoder: remove it")  # fmt: skip
+    if cfg.AUG.MASK_FRAMES or cfg.AUG.MAX_MASK_PATCHES_PER_BLOCK is not None:
+        key = "AUG.MASK_FRAMES" if cfg.AUG.MASK_FRAMES else "AUG.MAX_MASK_PATCHES_PER_BLOCK"
+        _fail(source, key, cfg[key.split(".")[0]][key.split(".")[1]], "is a MaskFeat masking setting; an MAE masks "
+              "tubes (AUG.MASK_TUBE) or random tokens (MASK.MAE_RND_MASK)")  # fmt: skip
+    if cfg.AUG.MASK_TUBE == cfg.MASK.MAE_RND_MASK:
+        _fail(source, "AUG.MASK_TUBE", cfg.AUG.MASK_TUBE, "an MAE's encoder takes the same number of visible tokens "
+              "from every clip: set exactly one of AUG.MASK_TUBE (VideoMAE's tubes) and MASK.MAE_RND_MASK (random "
+              "tokens)")  # fmt: skip
+    if cfg.MASK.PER_FRAME_MASKING and not cfg.MASK.MAE_RND_MASK:
+        _fail(source, "MASK.PER_FRAME_MASKING", True, "draws MASK.MAE_RND_MASK's random tokens per time slice; set "
+              "MASK.MAE_RND_MASK True, or remove it")  # fmt: skip
+    if cfg.MASK.DECODER_DEPTH < 1 or cfg.MASK.DECODER_EMBED_DIM < 1:
+        _fail(source, "MASK.DECODER_DEPTH", cfg.MASK.DECODER_DEPTH, "an MAE needs a decoder: MASK.DECODER_DEPTH >= 1 "
+              "blocks of MASK.DECODER_EMBED_DIM >= 1 channels (VideoMAE-B: 4 of 384)")  # fmt: skip
+
+
 def _check_mask_recipe(cfg: CfgNode, source: str, defaults: CfgNode) -> None:
     """Settings a pre-training run cannot combine with (no labels, no classifier, one mask per clip)."""
+    maskfeat = not cfg.MASK.MAE_ON
     refusals = {
-        "MODEL.ARCH": (cfg.MODEL.ARCH != "mvit", "masked pre-training is implemented for mvit (MaskFeat); MAE for "
-                       "other families is not yet"),
-        "MVIT.PATCH_2D": (cfg.MVIT.PATCH_2D, "image MaskFeat is not implemented; pre-train on clips"),
+        "MODEL.ARCH": (maskfeat and cfg.MODEL.ARCH != "mvit", "MaskFeat pre-training is implemented for mvit; for "
+                       "the ViT family set MASK.MAE_ON True (MAE)"),
+        "MVIT.PATCH_2D": (maskfeat and cfg.MVIT.PATCH_2D, "image MaskFeat is not implemented; pre-train on clips"),
         "AUG.GEN_MASK_LOADER": (not cfg.AUG.GEN_MASK_LOADER, "MASK.ENABLE needs the loader's masks; set it True"),
         "MODEL.LOSS_FUNC": (cfg.MODEL.LOSS_FUNC != "multi_mse", "masked pre-training regresses its targets; set "
                             "multi_mse"),
@@ -669,6 +708,11 @@ def _check_mask_recipe(cfg: CfgNode, source: str, defaults: CfgNode) -> None:
         if bad:
             section, name = key.split(".")
             _fail(source, key, cfg[section][name], problem)
+    if maskfeat:
+        for name in _MAE_ONLY:
+            if cfg.MASK[name] != defaults.MASK[name]:
+                _fail(source, f"MASK.{name}", cfg.MASK[name], "is an MAE setting; it applies with MASK.MAE_ON True "
+                      "(MODEL.ARCH vit): remove it")  # fmt: skip
     if cfg.MASK.PRED_HOG:
         for name in ("NORM_PRED_PIXEL", "TIME_STRIDE_LOSS"):
             if cfg.MASK[name] != defaults.MASK[name]:
@@ -692,13 +736,17 @@ def _check_hog_cells(cfg: CfgNode, source: str) -> None:
 
 
 def _check_masking(cfg: CfgNode, source: str) -> None:
-    """MASK.ENABLE (MaskFeat pre-training) and its loader masks: consistent, or one line naming the key."""
+    """MASK.ENABLE (MaskFeat pre-training of MViT, or with MASK.MAE_ON an MAE of the ViT family) and its loader
+    masks: consistent, or one line naming the key."""
     defaults = get_cfg()
     if not cfg.MASK.ENABLE:
         _check_mask_off(cfg, source, defaults)
         return
     _check_mask_recipe(cfg, source, defaults)
-    _check_pretrain_depth(cfg, source)
+    if cfg.MASK.MAE_ON:
+        _check_mae(cfg, source, defaults)
+    else:
+        _check_pretrain_depth(cfg, source)
     _check_mask_window(cfg, source)
     _check_hog_cells(cfg, source)
 

@@ -274,23 +274,26 @@ def _overfit_dataset(cfg, records: list[VideoRecord], bad_log: BadVideoLog, deco
     return FixedClipDataset(views)
 
 
-def mask_kind(tube: bool, frames: bool, mae: bool = False) -> str:
-    """The ``masking.MASK_KINDS`` entry of ``AUG.MASK_TUBE`` / ``AUG.MASK_FRAMES``: whole time slices, tubes
-    (MaskFeat: PySlowFast's 2-D blocks repeated over time; MAE: VideoMAE's random tubes) or else cubes."""
+def mask_kind(tube: bool, frames: bool, mae: bool = False, mae_random: bool = False, per_frame: bool = False) -> str:
+    """The ``masking.MASK_KINDS`` entry of the config's switches. MaskFeat: ``AUG.MASK_FRAMES`` whole time slices,
+    ``AUG.MASK_TUBE`` PySlowFast's 2-D blocks repeated over time, else cubes. MAE (``MASK.MAE_ON``):
+    ``MASK.MAE_RND_MASK`` random tokens (per time slice with ``MASK.PER_FRAME_MASKING``), else VideoMAE's tubes
+    (``AUG.MASK_TUBE``; the config validation asks for one of the two)."""
+    if mae:
+        if mae_random:
+            return "per_frame" if per_frame else "random"
+        return "tube"
     if frames:
         return "frames"
-    if tube:
-        return "tube" if mae else "block_tube"
-    return "cube"
+    return "block_tube" if tube else "cube"
 
 
 def mask_generator(cfg) -> MaskGenerator | None:
-    """The token-mask generator of ``AUG.GEN_MASK_LOADER`` (None without it). MaskFeat is the only masked
-    pre-training here (``MASK.MAE_ON`` is refused until MAE lands; it will pass ``mae=True`` to ``mask_kind``)."""
-    aug = cfg.AUG
+    """The token-mask generator of ``AUG.GEN_MASK_LOADER`` (None without it): MaskFeat's or an MAE's masks."""
+    aug, mask = cfg.AUG, cfg.MASK
     if not aug.GEN_MASK_LOADER:
         return None
-    kind = mask_kind(aug.MASK_TUBE, aug.MASK_FRAMES)
+    kind = mask_kind(aug.MASK_TUBE, aug.MASK_FRAMES, mask.MAE_ON, mask.MAE_RND_MASK, mask.PER_FRAME_MASKING)
     return MaskGenerator(kind, tuple(aug.MASK_WINDOW_SIZE), float(aug.MASK_RATIO), aug.MAX_MASK_PATCHES_PER_BLOCK)
 
 

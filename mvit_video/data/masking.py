@@ -11,6 +11,13 @@ Kinds (``mask_kind``):
 - ``"frames"``: PySlowFast's ``AUG.MASK_FRAMES``: ``round(ratio * T)`` whole time slices.
 - ``"tube"``: VideoMAE's tube masking (and PySlowFast's MAE with ``AUG.MASK_TUBE``): ``int(ratio * H*W)`` tokens of
   a random spatial permutation, the same at every t.
+- ``"random"``: MAE's random masking (``MASK.MAE_RND_MASK``; VideoMAE's ``random``): ``int(ratio * T*H*W)`` tokens of
+  a random permutation of the whole window.
+- ``"per_frame"``: ``MASK.PER_FRAME_MASKING`` with random masking: ``int(ratio * H*W)`` random tokens of every time
+  slice, drawn anew for each t.
+
+MAE's encoder takes the same number of visible tokens from every clip of a batch: ``"tube"``, ``"random"`` and
+``"per_frame"`` mask an exact count, the MaskFeat kinds do not.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from typing import Optional
 
 import torch
 
-MASK_KINDS = ("cube", "block_tube", "frames", "tube")
+MASK_KINDS = ("cube", "block_tube", "frames", "tube", "random", "per_frame")
+EXACT_COUNT_KINDS = ("tube", "random", "per_frame")  # what an MAE can batch
 _CUBE_TRIES = 100  # PySlowFast's MaskingGenerator3D
 _BLOCK_TRIES = 10  # PySlowFast's 2-D MaskingGenerator
 
@@ -112,12 +120,33 @@ def tube_mask(window: tuple[int, int, int], ratio: float, rng: random.Random) ->
     return plane.view(1, h, w).expand(t, h, w).clone()
 
 
+def _masked_first(size: int, count: int, rng: random.Random) -> torch.Tensor:
+    """(size,) bool with ``count`` True at the first ``count`` positions of a random permutation."""
+    order = list(range(size))
+    rng.shuffle(order)
+    flat = torch.zeros(size, dtype=torch.bool)
+    flat[order[:count]] = True
+    return flat
+
+
+def random_mask(window: tuple[int, int, int], ratio: float, rng: random.Random) -> torch.Tensor:
+    """MAE's random masking: ``int(ratio * T*H*W)`` tokens of a random permutation of the window. (T, H, W) bool."""
+    t, h, w = window
+    return _masked_first(t * h * w, int(ratio * t * h * w), rng).view(t, h, w)
+
+
+def per_frame_mask(window: tuple[int, int, int], ratio: float, rng: random.Random) -> torch.Tensor:
+    """Random masking per time slice: ``int(ratio * H*W)`` tokens of each t, drawn anew for each. (T, H, W) bool."""
+    t, h, w = window
+    return torch.stack([_masked_first(h * w, int(ratio * h * w), rng).view(h, w) for _ in range(t)])
+
+
 @dataclass(frozen=True)
 class MaskGenerator:
     """One mask per call, of ``kind`` (``MASK_KINDS``) on ``window`` at ``ratio``.
 
     Args:
-        kind: "cube", "block_tube", "frames" or "tube".
+        kind: one of ``MASK_KINDS``.
         window: (T, H, W) token window.
         ratio: fraction of tokens to mask.
         max_block: largest cube area (cube masking only; None: H*W).
@@ -142,4 +171,8 @@ class MaskGenerator:
             return block_tube_mask(window, self.ratio, rng)
         if self.kind == "frames":
             return frame_mask(window, self.ratio, rng)
+        if self.kind == "random":
+            return random_mask(window, self.ratio, rng)
+        if self.kind == "per_frame":
+            return per_frame_mask(window, self.ratio, rng)
         return tube_mask(window, self.ratio, rng)

@@ -75,8 +75,10 @@ def init_from_checkpoint(cfg, model: nn.Module, optimizer: torch.optim.Optimizer
 
 
 def _without_fresh_parts(report: LoadReport) -> LoadReport:
-    """The report without the final norm and classifier, which a pre-training checkpoint does not have."""
-    return dataclasses.replace(report, missing=[k for k in report.missing if k.split(".")[0] not in ("norm", "head")])
+    """The report without the final norm and classifier, which a pre-training checkpoint does not have (a ViT
+    fine-tuned from an MAE with mean pooling: ``fc_norm``)."""
+    fresh = ("norm", "fc_norm", "head")
+    return dataclasses.replace(report, missing=[k for k in report.missing if k.split(".")[0] not in fresh])
 
 
 def _continue_training_state(path: str, checkpoint: Mapping, report: LoadReport, optimizer, scaler, epoch: int) -> None:

@@ -182,9 +182,12 @@ def compute_loss(model: nn.Module, videos: torch.Tensor, labels: torch.Tensor, m
 
 
 def masked_loss(model: nn.Module, videos: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The pre-training loss (``MASK.ENABLE``, ``MODEL.LOSS_FUNC`` multi_mse): the model predicts the targets of
-    the masked tokens and returns both; float32."""
-    predictions, targets = model(videos, mask)
+    """The pre-training loss (``MASK.ENABLE``, ``MODEL.LOSS_FUNC`` multi_mse), float32: MaskFeat's model returns its
+    predictions and targets of the masked tokens (their mean squared errors summed over heads), an MAE its loss."""
+    out = model(videos, mask)
+    if isinstance(out, dict):  # MaskedAutoencoder: {"loss", "pred"}
+        return out["loss"].float()
+    predictions, targets = out
     return multi_mse(predictions, targets)
 
 

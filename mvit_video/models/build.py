@@ -225,7 +225,7 @@ derived_family("cvt", ConvolutionalVisionTransformer, CvTConfig, "CVT", _cvt_sta
 # MASK keys of PySlowFast's MaskMViT decoder that the ViT family's MAE does not build: refused when set
 _MAE_UNSUPPORTED = {"DECODER_SEP_POS_EMBED": False, "DEC_KV_KERNEL": [], "DEC_KV_STRIDE": [], "PRED_HOG": False,
                     "SCALE_INIT_BY_DEPTH": False}  # fmt: skip
-_MAE_HEAD_WIDTH = 64  # decoder heads when MASK has no DECODER_NUM_HEADS: VideoMAE's (384 / 6, 192 / 3, 512 / 8)
+_MAE_HEAD_WIDTH = 64  # one decoder head per 64 channels: VideoMAE's (384 / 6, 192 / 3, 512 / 8)
 
 
 def _check_mae_settings(cfg) -> None:
@@ -248,8 +248,8 @@ def _check_mae_settings(cfg) -> None:
 
 def mae_config_from_cfg(cfg) -> MAEConfig:
     """The ``MAEConfig`` of a root config with PySlowFast's ``MASK`` section: the encoder from ``VIT`` (and the
-    shared root keys), the decoder from ``MASK.DECODER_EMBED_DIM`` / ``MASK.DECODER_DEPTH`` (heads:
-    ``MASK.DECODER_NUM_HEADS`` where the schema has it, else one per 64 channels as VideoMAE's), the targets from
+    shared root keys), the decoder from ``MASK.DECODER_EMBED_DIM`` / ``MASK.DECODER_DEPTH`` (heads: one
+    per 64 channels, as VideoMAE's), the targets from
     ``MASK.NORM_PRED_PIXEL`` / ``MASK.TIME_STRIDE_LOSS`` and ``DATA.MEAN`` / ``DATA.STD`` (undone to pixels).
     ``MODEL.NUM_CLASSES`` plays no part (no classifier). The masks themselves (``AUG.MASK_RATIO``,
     ``AUG.MASK_TUBE``, ``MASK.MAE_RND_MASK``, ``MASK.PER_FRAME_MASKING``) are the data layer's.
@@ -264,7 +264,7 @@ def mae_config_from_cfg(cfg) -> MAEConfig:
     mask = cfg.MASK
     encoder = get_family("vit").from_cfg(cfg).replace(num_classes=0, head_dropout=0.0)
     dim = mask.DECODER_EMBED_DIM
-    heads = mask.get("DECODER_NUM_HEADS") or max(1, dim // _MAE_HEAD_WIDTH)
+    heads = max(1, dim // _MAE_HEAD_WIDTH)
     fields = {f.name: getattr(encoder, f.name) for f in dataclasses.fields(ViTConfig)}
     try:
         return MAEConfig(**fields, decoder_embed_dim=dim, decoder_depth=mask.DECODER_DEPTH, decoder_num_heads=heads,
@@ -301,14 +301,17 @@ def maskfeat_config_from_cfg(cfg) -> MaskFeatConfig:
 
 def build_model(cfg) -> nn.Module:
     """Builds the model a config describes: a plain ``nn.Module`` on CPU, randomly initialised. With
-    ``MASK.ENABLE`` (MViT only) it is the MaskFeat pre-training model ``MaskMViT``.
+    ``MASK.ENABLE`` it is a pre-training model: MaskFeat's ``MaskMViT`` (mvit), or with ``MASK.MAE_ON`` the ViT
+    family's ``MaskedAutoencoder`` (vit).
 
     No weights are loaded, nothing is moved to a device or wrapped for distribution: callers do that.
     """
+    if cfg.MASK.ENABLE and cfg.MASK.MAE_ON:
+        return build_mae(cfg)
     config = model_config_from_cfg(cfg)
     if cfg.MASK.ENABLE:
         if not isinstance(config, MViTConfig):
-            raise ConfigError(f"MASK.ENABLE: masked pre-training is implemented for MODEL.ARCH mvit (MaskFeat), not "
-                              f"{cfg.MODEL.ARCH!r}; set MASK.ENABLE False")  # fmt: skip
+            raise ConfigError(f"MASK.ENABLE: MaskFeat pre-training is implemented for MODEL.ARCH mvit, not "
+                              f"{cfg.MODEL.ARCH!r}; for the ViT family set MASK.MAE_ON True (MAE)")  # fmt: skip
         return MaskMViT(config, maskfeat_config_from_cfg(cfg))
     return get_family(cfg.MODEL.ARCH).build(config)

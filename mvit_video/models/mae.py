@@ -249,13 +249,15 @@ class MaskedAutoencoder(VisionTransformer):
 
         Args:
             x: (B, C, T, H, W) clips, normalised with ``pixel_mean`` / ``pixel_std`` (an image is a one-frame clip).
-            mask: (B, N) bool over the token grid in (t, h, w) order, True = masked; the same count per clip.
+            mask: (B, N) bool over the token grid in (t, h, w) order, True = masked; the same count per clip. The
+                loader's (B, T', H', W') grid masks are flattened to it.
 
         Returns:
             ``loss``: the mean squared error over the masked tokens; ``pred``: (B, N_masked, patch_dim) predictions
             of the masked tokens in grid order (compare with ``targets(x)[mask]``).
         """
         x = self._to_clip(x)
+        mask = mask.flatten(1)  # (B, T', H', W') -> (B, N)
         thw = self._check(x, mask)
         latent, _ = self.forward_encoder(x, mask)
         pred = self.forward_decoder(latent, mask, thw)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mvit_video.data.loader import MaskedDataset, collate_clips
-from mvit_video.data.masking import MaskGenerator, cube_masking, tube_mask
+from mvit_video.data.masking import MaskGenerator, cube_masking, per_frame_mask, random_mask, tube_mask
 from mvit_video.data.records import read_csv_split
 from mvit_video.data.splits import SplitError, label_fraction, write_label_fraction
 
@@ -57,6 +57,19 @@ def test_tube_mask_is_constant_over_time_at_the_exact_count():
     assert not torch.equal(mask, tube_mask((8, 14, 14), 0.9, random.Random(1)))
 
 
+def test_random_masks_mask_an_exact_count_anywhere_or_per_slice():
+    mask = random_mask((8, 14, 14), 0.9, random.Random(0))
+    assert mask.shape == (8, 14, 14) and int(mask.sum()) == int(0.9 * 8 * 14 * 14)  # 1411 of 1568
+    per_slice = mask.flatten(1).sum(1)
+    assert len(set(per_slice.tolist())) > 1  # drawn over the whole window: slices differ in count
+    assert torch.equal(mask, random_mask((8, 14, 14), 0.9, random.Random(0)))
+    frames = per_frame_mask((8, 14, 14), 0.9, random.Random(0))
+    assert frames.flatten(1).sum(1).tolist() == [int(0.9 * 14 * 14)] * 8  # 176 in every slice ...
+    assert not all(torch.equal(frames[t], frames[0]) for t in range(8))  # ... at other positions (not a tube)
+    generated = MaskGenerator("per_frame", (8, 14, 14), 0.9)(random.Random(0))
+    assert torch.equal(generated, frames)
+
+
 def test_block_tube_and_frame_masks():
     block = MaskGenerator("block_tube", WINDOW, 0.4)(random.Random(0))
     assert all(torch.equal(block[t], block[0]) for t in range(8))
@@ -68,7 +81,7 @@ def test_block_tube_and_frame_masks():
 
 def test_generator_refuses_unknown_kind_and_ratio():
     with pytest.raises(ValueError, match="mask kind"):
-        MaskGenerator("random", WINDOW, 0.4)
+        MaskGenerator("blocks", WINDOW, 0.4)
     with pytest.raises(ValueError, match="ratio"):
         MaskGenerator("cube", WINDOW, 0.0)
 
@@ -124,3 +137,5 @@ def test_mask_kind_follows_the_aug_switches():
 
     assert mask_kind(False, False) == "cube" and mask_kind(False, True) == "frames"
     assert mask_kind(True, False) == "block_tube" and mask_kind(True, False, mae=True) == "tube"
+    assert mask_kind(False, False, mae=True, mae_random=True) == "random"
+    assert mask_kind(False, False, mae=True, mae_random=True, per_frame=True) == "per_frame"
