@@ -29,8 +29,9 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, str
     tap = centre_tap(weight, x.shape[2], padding[0], dilation[0])
     if tap is None:
         return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
-    # (B, C, 1, H, W) -> (B, C, H, W) -> conv -> (B, C', 1, H', W')
-    return F.conv2d(x[:, :, 0], tap, bias, stride[1:], padding[1:], dilation[1:], groups).unsqueeze(2)
+    # (B, C, 1, H, W) -> (B, C, H, W) -> conv -> (B, C', 1, H', W'); squeeze is a view in backward too (indexing
+    # would scatter the gradient into a zero tensor)
+    return F.conv2d(x.squeeze(2), tap, bias, stride[1:], padding[1:], dilation[1:], groups).unsqueeze(2)
 
 
 class Conv3d(nn.Conv3d):
