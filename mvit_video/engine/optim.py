@@ -45,8 +45,8 @@ _LAYER0_PREFIXES = ("pos_embed", "patch_embed")
 def layer_id(name: str, num_layers: int) -> int:
     """Depth index of a parameter for layer-wise LR decay (PySlowFast / BEiT / MAE convention).
 
-    ``cls_token``, ``mask_token``, ``pos_embed*`` and ``patch_embed.*`` are layer 0, ``blocks.i.*`` is layer
-    ``i + 1``, and everything else (final norm, head, and ``norm_stem`` as in PySlowFast) is ``num_layers + 1``.
+    ``cls_token``, ``mask_token``, ``pos_embed*`` and ``patch_embed.*`` are layer 0, ``blocks.i.*`` (a reversible
+    MViT's ``rev_backbone.layers.i.*``) is layer ``i + 1``, and everything else (final norm, head, and ``norm_stem`` as in PySlowFast) is ``num_layers + 1``.
 
     Args:
         name: parameter name as in ``model.named_parameters()`` of the unwrapped model.
@@ -59,6 +59,8 @@ def layer_id(name: str, num_layers: int) -> int:
         return 0
     if name.startswith("blocks."):
         return int(name.split(".")[1]) + 1
+    if name.startswith("rev_backbone.layers."):
+        return int(name.split(".")[2]) + 1
     return num_layers + 1
 
 

@@ -238,9 +238,19 @@ def family_name(model: nn.Module) -> str:
         raise ExplainError(f"{type(model).__name__} is not a model of an mvit_video family; explanations need one")
 
 
+_REVERSIBLE = ("a reversible MViT (MVIT.REV) runs two token streams through its blocks, which Grad-CAM and rollout "
+               "here do not read; explain a model without MVIT.REV.ENABLE")
+
+
+def _refuse_reversible(model: nn.Module) -> None:
+    if getattr(getattr(model, "cfg", None), "rev_enable", False):
+        raise ExplainError(_REVERSIBLE)
+
+
 def block_views(model: nn.Module) -> list[BlockView]:
     """The blocks Grad-CAM can hook, in order (the ``--block`` numbering)."""
     arch = family_name(model)
+    _refuse_reversible(model)
     if arch not in _VIEWS:
         raise ExplainError(f"explanations do not know the blocks of the {arch!r} family yet; "
                            f"supported: {', '.join(sorted(_VIEWS))}")  # fmt: skip
@@ -261,6 +271,7 @@ def resolve_block(model: nn.Module, block: int | None) -> int:
 def check_rollout(model: nn.Module) -> None:
     """A one-line ``ExplainError`` where attention rollout does not apply to the model."""
     arch = family_name(model)
+    _refuse_reversible(model)
     if arch in _NO_ROLLOUT:
         raise ExplainError(f"attention rollout does not apply to the {arch} family ({_NO_ROLLOUT[arch]}); "
                            "use --method gradcam")  # fmt: skip

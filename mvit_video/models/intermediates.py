@@ -101,6 +101,9 @@ def check_point(model: nn.Module, point: Point) -> Point:
     """The point with ``stage -1`` resolved; a ``ValueError`` (one line) for one the model does not have."""
     kind, n = point
     name = type(model).__name__
+    if isinstance(model, MViT) and model.cfg.rev_enable:
+        raise ValueError(f"{kind}:{n}: a reversible MViT (MVIT.REV) carries two token streams through its stages; "
+                         "features of a stage or block are not taken from it: use pre_logits or logits")
     if kind == "stage":
         count = num_stages(model)
         n = count if n == -1 else n

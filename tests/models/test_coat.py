@@ -6,8 +6,11 @@ and tools use."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mvit_video.config import get_cfg
@@ -270,3 +273,17 @@ def test_formats_are_detected_and_unknown_ones_are_one_line():
 def test_config_mistakes_are_one_line(changes, message):
     with pytest.raises(ValueError, match=message):
         CoaTConfig(**changes)
+
+
+@pytest.mark.parametrize("grid,target", [((1, 14, 14), (1, 7, 7)), ((3, 7, 5), (3, 4, 9)), ((4, 8, 8), (2, 4, 4))])
+def test_resampling_equals_trilinear_interpolation(grid, target):
+    """Where time is kept, the co-scale resampling runs per frame in 2-D: the same values as trilinear in 3-D."""
+    from mvit_video.models.coat import _resample
+
+    B, C = 2, 6
+    x = torch.randn(B, 1 + math.prod(grid), C, dtype=torch.float64)
+    img = x[:, 1:].transpose(1, 2).reshape(B, C, *grid)
+    expected = F.interpolate(img, size=target, mode="trilinear", align_corners=False).flatten(2).transpose(1, 2)
+    got = _resample(x, grid, target)
+    assert torch.equal(got[:, 0], x[:, 0])
+    torch.testing.assert_close(got[:, 1:], expected, rtol=1e-13, atol=1e-13)

@@ -335,3 +335,30 @@ def test_rev_model_trains_a_step_in_float32():
         opt.step()
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
+
+
+def test_layer_decay_counts_reversible_layers_as_blocks():
+    """SOLVER.LAYER_DECAY on a Rev-MViT: layer i of ``rev_backbone`` is depth i + 1, as block i of a plain MViT."""
+    from mvit_video.engine.optim import layer_id
+
+    model = MViT(small_rev(depth=4))
+    ids = {name: layer_id(name, 4) for name, _ in model.named_parameters()}
+    for name, i in ids.items():
+        if name.startswith("rev_backbone.layers."):
+            assert i == int(name.split(".")[2]) + 1, name
+    assert {i for n, i in ids.items() if n.startswith("rev_backbone.")} == {1, 2, 3, 4}
+    assert ids["patch_embed.proj.weight"] == 0 and ids["norm.weight"] == 5 and ids["head.projection.weight"] == 5
+
+
+def test_tools_that_read_single_blocks_refuse_a_reversible_model_in_one_line():
+    from mvit_video.inference.explain import ExplainError, block_views, check_rollout
+    from mvit_video.models.intermediates import check_point
+
+    model = MViT(small_rev())
+    for call in (lambda: block_views(model), lambda: check_rollout(model)):
+        with pytest.raises(ExplainError, match=r"reversible MViT \(MVIT.REV\) runs two token streams") as info:
+            call()
+        assert "\n" not in str(info.value)
+    for point in (("stage", 1), ("block", 0)):
+        with pytest.raises(ValueError, match="use pre_logits or logits"):
+            check_point(model, point)

@@ -19,6 +19,8 @@ def centre_tap(weight: torch.Tensor, time_size: int, padding: int, dilation: int
     the time padding does not centre the kernel (the output would have more or fewer than one frame)."""
     if time_size != 1 or 2 * padding != dilation * (weight.shape[2] - 1):
         return None
+    if weight.shape[2] == 1:  # a view in backward too (a selected slice's gradient is scattered into zeros)
+        return weight.squeeze(2)
     return weight[:, :, padding // dilation]
 
 
