@@ -9,7 +9,9 @@ loss. MFU is achieved model FLOPs per second (2 x fvcore's multiply-adds per cli
 training step) over the device's bf16 matmul rate, measured in the same run.
 
 Speed is timed with both models in one process, in alternating blocks of steps, so load from other jobs on a
-shared machine falls on both alike; the fastest block of each counts. On a GPU, peak memory is
+shared machine falls on both alike; the fastest block of each counts. Each block of ours and the reference's block
+next to it in time also make a pair: the median of the pairs' speed ratios (and its quartiles) is the ratio that
+load varying from block to block moves least (``paired_ratio``). On a GPU, peak memory is
 ``torch.cuda.max_memory_allocated``; on a CPU, it is the largest resident set size sampled during the steps of a
 fresh process that holds only that model (model, input and activations).
 """
@@ -24,6 +26,7 @@ import queue as queue_module
 import os
 import platform
 import resource
+import statistics
 import threading
 import time
 from dataclasses import dataclass
@@ -307,7 +310,16 @@ def _measure_mode(spec: BenchSpec, rounds: int) -> list[dict[str, Any]]:
         results.append({"impl": impl, "mode": spec.mode, "clips_per_s": spec.batch / min(blocks[impl]),
                         "peak_mem_mb": alone["peak_mem_mb"],
                         "blocks_clips_per_s": [spec.batch / t for t in blocks[impl]], "rounds_loadavg": loads})  # fmt: skip
+    results[0]["paired_ratio"] = paired_ratio(blocks[OURS], blocks[reference])
     return results
+
+
+def paired_ratio(ours: list[float], reference: list[float]) -> dict[str, float]:
+    """Median and quartiles of the reference's seconds over ours in blocks timed next to each other (block i of
+    each list; ``measure_speeds`` alternates them): > 1 where ours is faster."""
+    ratios = sorted(r / o for o, r in zip(ours, reference))
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return {"median": median, "q1": q1, "q3": q3, "pairs": len(ratios)}
 
 
 def run_benchmark(model: str, device: str, dtype: str, batch: int, iters: int, warmup: int, compile: bool,
@@ -350,13 +362,15 @@ def format_table(doc: dict[str, Any]) -> str:
     lines = [f"{doc['model']} vs {reference} {doc.get('reference_model', '')} on {doc['device']} "
              f"({doc['env'].get('gpu', doc['env']['cpu'])}), {doc['dtype']}, batch {doc['batch']}, "
              f"compile={doc['compile']}, bf16 matmul {doc['bf16_matmul_tflops']:.2f} TFLOP/s",
-             f"{'impl':<16} {'mode':<10} {'clips/s':>9} {'vs ref':>7} {'peak MB':>9} {'MFU':>7}"]  # fmt: skip
+             f"{'impl':<16} {'mode':<10} {'clips/s':>9} {'vs ref':>7} {'peak MB':>9} {'MFU':>7}  paired (median [q1, q3])"]  # fmt: skip
     by_key = {(r["impl"], r["mode"]): r for r in doc["results"]}
     for r in doc["results"]:
         base = by_key.get((reference, r["mode"]))
         ratio = r["clips_per_s"] / base["clips_per_s"] if base else float("nan")
+        pair = r.get("paired_ratio")
+        paired = f"  {pair['median']:.2f}x [{pair['q1']:.2f}, {pair['q3']:.2f}]" if pair else ""
         lines.append(f"{r['impl']:<16} {r['mode']:<10} {r['clips_per_s']:>9.3f} {ratio:>6.2f}x "
-                     f"{r['peak_mem_mb']:>9.0f} {100 * r['mfu']:>6.2f}%")  # fmt: skip
+                     f"{r['peak_mem_mb']:>9.0f} {100 * r['mfu']:>6.2f}%{paired}")  # fmt: skip
     return "\n".join(lines)
 
 

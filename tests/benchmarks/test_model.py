@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mvit_video.benchmarks.model import (BenchmarkError, BenchSpec, PeakRSS, _isolated, build_pair, check_spec,
-                                         example_batch, format_table, run_benchmark)  # fmt: skip
+                                         example_batch, format_table, paired_ratio, run_benchmark)  # fmt: skip
 from mvit_video.benchmarks.references import CLIP, IMAGE, TWINS
 from tests.conftest import ROOT, rel_l2
 
@@ -57,6 +57,16 @@ def test_table_shows_speedup_over_torchvision():
                         "mfu": 0.1}]}  # fmt: skip
     table = format_table(doc).splitlines()
     assert "1.50x" in table[2] and "20.00%" in table[2] and "1.00x" in table[3]
+    doc["results"][0]["paired_ratio"] = paired_ratio([1.0, 2.0, 1.0], [1.5, 2.0, 1.2])
+    assert format_table(doc).splitlines()[2].endswith("1.20x [1.10, 1.35]")
+
+
+def test_paired_ratio_is_the_median_of_neighbouring_blocks():
+    # ours took 1, 1, 2, 1 s in its blocks, the reference 1.1, 0.9, 2.6, 1.3 s in the blocks next to them: ratios
+    # 1.1, 0.9, 1.3, 1.3 -> median 1.2, quartiles (inclusive) 1.05 and 1.3; the fastest blocks alone give 0.9
+    got = paired_ratio([1.0, 1.0, 2.0, 1.0], [1.1, 0.9, 2.6, 1.3])
+    assert got["pairs"] == 4 and got["median"] == pytest.approx(1.2)
+    assert (got["q1"], got["q3"]) == (pytest.approx(1.05), pytest.approx(1.3))
 
 
 @pytest.mark.slow
