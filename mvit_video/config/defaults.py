@@ -136,7 +136,8 @@ REFUSED_KEYS: dict[str, str] = {
 }
 
 # Values of MODEL.LOSS_FUNC (PySlowFast's classification losses) and MODEL.HEAD_ACT (its test-time head).
-LOSS_FUNCS: tuple[str, ...] = ("cross_entropy", "soft_cross_entropy", "bce", "bce_logit", "multi_mse")
+CLASSIFICATION_LOSS_FUNCS: tuple[str, ...] = ("cross_entropy", "soft_cross_entropy", "bce", "bce_logit")
+LOSS_FUNCS: tuple[str, ...] = (*CLASSIFICATION_LOSS_FUNCS, "multi_mse")  # multi_mse: masked pre-training
 HEAD_ACTS: tuple[str, ...] = ("softmax", "sigmoid", "none")
 
 # Expected type of keys whose default is None (None stays allowed).

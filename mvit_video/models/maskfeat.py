@@ -19,7 +19,6 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .mvit import MViT, MViTConfig, block_specs
 
@@ -234,14 +233,7 @@ class MaskMViT(MViT):
         x, thw = self.patch_embed(x)  # (B, N, C)
         token_mask = F.interpolate(mask.float(), size=tuple(thw[1:])).flatten(1).unsqueeze(-1).to(x.dtype)  # (B, N, 1)
         x = x * (1 - token_mask) + self.mask_token.to(x.dtype) * token_mask
-        if self.cls_token is not None:
-            x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-        if self.cfg.use_abs_pos:
-            x = x + self._abs_pos_embed(thw)
-        x = self.pos_drop(x)
-        if self.norm_stem is not None:
-            x = self.norm_stem(x)
-        return x, thw
+        return self._start_tokens(x, thw), thw
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor):
         masks = self.feature_masks(mask)
@@ -250,10 +242,7 @@ class MaskMViT(MViT):
         x, thw = self._masked_tokens(x, mask)
         features = []
         for index, block in enumerate(self.blocks):
-            if self.cfg.act_checkpoint and self.training and torch.is_grad_enabled():
-                x, thw = checkpoint(block, x, thw, use_reentrant=False)
-            else:
-                x, thw = block(x, thw)
+            x, thw = self._run_block(block, x, thw)
             if index in self.pretrain_depth:
                 features.append(x)
         return self.pred_head(features, masks), targets

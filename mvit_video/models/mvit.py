@@ -373,26 +373,32 @@ class MViT(nn.Module):
             raise ValueError(f"expected (B, C, T, H, W) or (B, C, H, W) input, got shape {tuple(x.shape)}")
         return x
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens after the last block and the final norm handling: (B, num_features)."""
-        x, thw = self.patch_embed(self._to_model_input(x))
+    def _start_tokens(self, x: torch.Tensor, thw: THW) -> torch.Tensor:
+        """Patch tokens (B, N, C) -> the first block's input: cls token, absolute positions, dropout, stem norm."""
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
         if self.cfg.use_abs_pos:
             x = x + self._abs_pos_embed(thw)
         x = self.pos_drop(x)
-        if self.norm_stem is not None:
-            x = self.norm_stem(x)
+        return self.norm_stem(x) if self.norm_stem is not None else x
+
+    def _run_block(self, block: nn.Module, x: torch.Tensor, thw: THW) -> tuple[torch.Tensor, THW]:
+        """One block, recomputed in backward with ``act_checkpoint`` when training."""
+        if self.cfg.act_checkpoint and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, thw, use_reentrant=False)
+        return block(x, thw)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens after the last block and the final norm handling: (B, num_features)."""
+        x, thw = self.patch_embed(self._to_model_input(x))
+        x = self._start_tokens(x, thw)
         if self.cfg.rev_enable:
             x, thw = self.rev_backbone(x, thw)
             if self.cfg.use_mean_pooling:  # PySlowFast: fuse the streams, average, normalise
                 return self.norm(self.fuse(x).mean(1))
             return self.fuse(self.norm(x)).mean(1)
         for block in self.blocks:
-            if self.cfg.act_checkpoint and self.training and torch.is_grad_enabled():
-                x, thw = checkpoint(block, x, thw, use_reentrant=False)
-            else:
-                x, thw = block(x, thw)
+            x, thw = self._run_block(block, x, thw)
         if self.cfg.use_mean_pooling:  # PySlowFast: average the tokens (not the cls token), then normalise
             return self.norm(x[:, int(self.cls_token is not None) :].mean(1))
         if self.cls_token is None:  # PySlowFast's default without a cls token: normalise, then average

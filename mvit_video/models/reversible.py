@@ -28,6 +28,7 @@ from torch import nn
 
 from .attention import THW, MultiScaleAttention, pool_tokens
 from .layers import DropPath, Mlp, round_width
+from .mvit import BlockSpec
 
 FUSE_MODES: tuple[str, ...] = ("concat", "avg", "add", "max", "min")
 RES_PATHS: tuple[str, ...] = ("conv",)
@@ -51,18 +52,10 @@ def custom_backward_enabled() -> bool:
 
 
 @dataclass
-class RevLayerSpec:
-    """One layer of the reversible backbone: its widths, heads, pooling and grid, and whether it is a transition."""
+class RevLayerSpec(BlockSpec):
+    """One layer of the reversible backbone: a block's widths, heads, pooling and grid, and whether it is a
+    transition."""
 
-    dim: int
-    dim_out: int
-    num_heads: int
-    input_size: THW
-    kernel_q: tuple[int, ...]
-    kernel_kv: tuple[int, ...]
-    stride_q: tuple[int, ...]
-    stride_kv: tuple[int, ...]
-    drop_path: float
     transition: bool
 
 

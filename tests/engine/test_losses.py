@@ -9,7 +9,7 @@ from collections import deque
 import pytest
 import torch
 
-from mvit_video.config.defaults import LOSS_FUNCS
+from mvit_video.config.defaults import CLASSIFICATION_LOSS_FUNCS
 from mvit_video.data.mixup import Mixup
 from mvit_video.engine.losses import LossExplosionGuard, classification_loss
 from mvit_video.engine.trainer import Accumulation, TrainingDiverged, compute_loss, train_step
@@ -38,7 +38,7 @@ def _by_hand(name: str, logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("targets", [HARD, SOFT, MULTI_HOT], ids=["class indices", "mixup soft", "multi-hot"])
-@pytest.mark.parametrize("name", LOSS_FUNCS)
+@pytest.mark.parametrize("name", CLASSIFICATION_LOSS_FUNCS)
 def test_every_loss_func_against_its_formula(name, targets):
     assert classification_loss(name, LOGITS, targets).item() == pytest.approx(_by_hand(name, LOGITS, targets), rel=1e-5)
 
@@ -48,7 +48,7 @@ def test_unknown_loss_func_is_refused():
         classification_loss("contrastive_loss", LOGITS, HARD)
 
 
-@pytest.mark.parametrize("name", LOSS_FUNCS)
+@pytest.mark.parametrize("name", CLASSIFICATION_LOSS_FUNCS)
 def test_compute_loss_uses_the_mixed_targets(name):
     """With mixup the loss sees the mixed clips and their soft targets, whatever MODEL.LOSS_FUNC is."""
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 2 * 4 * 4, 4))
