@@ -32,6 +32,10 @@ CONFIG = ROOT / "configs" / "Toy" / "SWIN3D_XS_8x2.yaml"
 # the ViT run with the config's batch of 8 (a later override wins): twice the steps for the same compute
 SHORT_RUN = [*VIT_SHORT_RUN, "TRAIN.BATCH_SIZE", "8"]
 
+# a training run of 80-100 s on 2 cores: the MViT and ViT toy runs cover run_net and the demo in the default suite,
+# and the default suite stays near 12 minutes
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,37 @@ CONFIG_VARIANTS = {
     "IN1K/MVITv2_S.yaml": "mvitv2_s_in1k",
     "IN1K/MVITv2_B.yaml": "mvitv2_b_in1k",
 }
+
+# MaskFeat's configs (PySlowFast's masked_ssl values): MViTv2-S 16x4 with the recipe's changes (the pre-training
+# backbone keeps the last stage's grid: no query pooling at block 14)
+_MASKFEAT_RECIPE = {"sep_pos_embed": True, "dim_mul_in_att": False, "head_dropout": 0.0}
+MASKFEAT_CONFIGS = {
+    "K400/MVITv2_S_16x4_MaskFeat_FT.yaml": ("mvitv2_s_16x4", {**_MASKFEAT_RECIPE, "use_mean_pooling": True,
+                                             "drop_path_rate": 0.1, "head_init_scale": 0.001}),
+    "K400/MVITv2_S_16x4_MaskFeat_PT.yaml": ("mvitv2_s_16x4", {**_MASKFEAT_RECIPE, "drop_path_rate": 0.0,
+                                             "pool_q_stride": [[i, 1, 2, 2] if i in (1, 3) else [i, 1, 1, 1]
+                                                               for i in range(16)]}),
+}
+# configs whose builds and runs are checked in their features' own test files
+CHECKED_IN = {
+    "K400/REV_MVIT_B_16x4.yaml": "tests/models/test_reversible.py",
+    "Toy/REV_MVIT_XS_8x2.yaml": "tests/engine/test_toy_rev_end_to_end.py",
+    "Toy/MVITv2_XS_8x2_MaskFeat_PT.yaml": "tests/engine/test_maskfeat_run.py",
+    "K400/VIDEOMAE_B_16x4_PT.yaml": "tests/models/test_mae.py",
+    "Toy/VIT_XS_8x2_MAE_PT.yaml": "tests/engine/test_mae_run.py",
+}
+
+
+@pytest.mark.parametrize("path", MASKFEAT_CONFIGS)
+def test_maskfeat_configs_build_mvitv2_s_with_their_recipe(path):
+    name, recipe = MASKFEAT_CONFIGS[path]
+    assert model_config_from_cfg(load_config(ROOT / "configs" / path)) == model_config(name).replace(**recipe)
+
+
+@pytest.mark.parametrize("path", CHECKED_IN)
+def test_configs_checked_elsewhere_are_named_by_their_test(path):
+    assert (ROOT / "configs" / path).exists() and Path(path).name in (ROOT / CHECKED_IN[path]).read_text()
+
 
 SLOWFAST_TWINS = {
     "Kinetics_MVITv2_S_16x4.yaml": "K400/MVITv2_S_16x4.yaml",

@@ -72,7 +72,10 @@ def test_every_config_is_covered():
     from tests.models import test_pyramid_configs as pyramid
     from tests.models import test_windowed_configs as windowed
 
+    from tests.models import test_build as build
+
     covered = set(CONFIG_VARIANTS) | set(VARIANT_CONFIGS) | set(INFLATED_CONFIGS) | set(TOY_CONFIGS)
+    covered |= set(build.MASKFEAT_CONFIGS) | set(build.CHECKED_IN)
     covered |= set(windowed.VARIANT_CONFIGS) | set(windowed.TOY_CONFIGS)
     covered |= set(pyramid.VARIANT_CONFIGS) | set(pyramid.INFLATED) | set(pyramid.TOY_CONFIGS)
     assert found == covered, f"configs without a test: {sorted(found - covered)}; missing: {sorted(covered - found)}"
