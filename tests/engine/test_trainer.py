@@ -83,6 +83,7 @@ def test_resume_continues_exactly(toy_data, tmp_path):
     assert iter_losses(json_stats(second.stdout), 2, 2) == iter_losses(full_stats, 2, 2)
 
 
+@pytest.mark.slow  # two runs (about 16 s); test_resume_continues_exactly and the preemption tests cover resume by default
 def test_resume_mid_cosine_schedule(toy_data, tmp_path):
     """Deleting the last checkpoint and rerunning repeats epoch 2 exactly (cosine schedule, validation each epoch)."""
     opts = ["TRAIN.CHECKPOINT_PERIOD", "1", "TRAIN.EVAL_PERIOD", "1", "TEST.ENABLE", "False"]

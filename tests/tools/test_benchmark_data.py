@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import av
+import pytest
 
 from mvit_video.data.toy import make_toy_dataset
 from tests.conftest import ROOT
@@ -19,6 +20,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # a benchmark run over decoders and datasets (about 15 s); the tool's errors stay in the default suite
 def test_rows_and_json(tmp_path):
     data = tmp_path / "toy"
     make_toy_dataset(data, num_per_class=1, seed=1, val_per_class=1, test_per_class=1)
