@@ -44,7 +44,10 @@ def bench_config(depth: int, reversible: bool, input_size: tuple[int, int, int])
     )  # fmt: skip
 
 
-def _saved_bytes(model: MViT, x: torch.Tensor) -> int:
+def saved_bytes(model: MViT, x: torch.Tensor) -> int:
+    """Bytes autograd keeps for backward from one training step's forward (the tensors passed to its pack hook);
+    the backward runs outside the hooks, so the one-block graphs a reversible model builds while recomputing are not
+    counted."""
     total = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -73,7 +76,7 @@ def _measure(kind: str, depth: int, batch: int, input_size: tuple, steps: int, q
     model = MViT(bench_config(depth, kind == "reversible", input_size)).train()
     x = torch.randn(batch, 3, *input_size)
     before = _current_rss_mb()
-    saved = _saved_bytes(model, x)  # also the warm-up step
+    saved = saved_bytes(model, x)  # also the warm-up step
     model.zero_grad(set_to_none=True)
     start = time.perf_counter()
     for _ in range(steps):

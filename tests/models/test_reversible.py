@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mvit_video.benchmarks.reversible import saved_bytes
 from mvit_video.config import ConfigError, load_config
 from mvit_video.models import create_model, load_pretrained
 from mvit_video.models.build import build_model, model_config_from_cfg
@@ -105,27 +106,11 @@ def test_recomputing_backward_is_the_one_used_in_training():
     assert out.grad_fn is not None and "ReversibleStageBackward" not in type(out.grad_fn).__name__
 
 
-def saved_bytes(model: MViT, x: torch.Tensor) -> int:
-    """Bytes autograd keeps for backward from one training forward (the tensors passed to its pack hook)."""
-    total = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(x).sum()
-    loss.backward()  # outside the hooks: the one-block graphs built while recomputing are not counted
-    return total
-
-
 def test_memory_saved_for_backward_does_not_grow_with_depth():
     x = torch.randn(2, 3, 4, 16, 16)
-    rev = {d: saved_bytes(MViT(small_rev(depth=d)), x) for d in (4, 8)}
+    rev = {d: saved_bytes(MViT(small_rev(depth=d)).train(), x) for d in (4, 8)}
     with plain_autograd():
-        plain = {d: saved_bytes(MViT(small_rev(depth=d)), x) for d in (4, 8)}
+        plain = {d: saved_bytes(MViT(small_rev(depth=d)).train(), x) for d in (4, 8)}
     assert rev[4] == rev[8]  # the four extra layers are reversible: nothing of theirs is kept
     assert plain[8] > plain[4] * 1.3 and rev[8] < plain[8] / 2  # the counter does see stored activations
 
