@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -31,12 +32,17 @@ def test_wrong_arguments_are_one_line_errors():
 
 
 def test_peak_rss_sees_a_temporary_allocation():
-    with PeakRSS() as idle:
-        pass
+    # The baseline is read inside the sampler's window, just before the allocation (RSS outside it moves as other
+    # tests' memory is freed); the block lives 0.2 s, 200 sampling periods, so a loaded 2-core machine that delays
+    # the sampler thread for a few milliseconds still sees it (a 64 MiB fill takes ~10 ms: too short to rely on).
     with PeakRSS() as busy:
+        before = PeakRSS._rss_mb()
         block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        time.sleep(0.2)
         del block
-    assert busy.peak_mb >= idle.peak_mb + 60
+        after = PeakRSS._rss_mb()
+    assert busy.peak_mb >= before + 60
+    assert after < busy.peak_mb - 60  # the block was freed: the peak is a temporary, not the final RSS
 
 
 def _dies(spec):  # a measurement process that ends without reporting (as one killed for memory does)
