@@ -132,3 +132,11 @@ def test_hf_reference_gets_the_same_clip_in_its_layout():
 @pytest.mark.parametrize("name", VIDEO_TWINS)
 def test_video_reference_computes_our_logits(name):
     assert _same_input_logits(name, batch=1) < 1e-5
+
+
+def test_the_help_names_every_model_with_a_reference():
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "benchmark.py"), "--help"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    assert result.returncode == 0
+    missing = [name for name in TWINS if name not in result.stdout]
+    assert not missing, f"tools/benchmark.py --help does not name {missing}"
