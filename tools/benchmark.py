@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """A zoo model's speed side by side with its reference implementation (same weights, input and dtype): inference
 and training-step clips/s, peak memory and MFU against the device's measured bf16 matmul rate. References: torchvision
-for MViT (mvitv2_s_16x4, mvitv1_b_16x4), timm for the image ViT variants (vit_ti16_in1k, vit_b16_in1k,
-deit_ti16_in1k, deit_ti16_distilled_in1k, cait_xxs24_in1k, cpvt_ti_in1k), Swin-T (swin_t_in1k), PVTv2-B0
-(pvtv2_b0_in1k), LeViT-128S (levit_128s_in1k) and CoaT (coat_lite_ti_in1k, coat_ti_in1k), HF transformers for the
-video ViTs (videomae_b_16x4, timesformer_b_8x32, vivit_b_32x2), PVT-Tiny (pvt_t_in1k) and CvT-13 (cvt_13_in1k),
-torchvision for Video Swin-T (swin3d_t_32x2).
+for the video MViTs (mvitv2_s_16x4, mvitv1_b_16x4), timm for the image MViTv2-T (mvitv2_t_in1k), the image ViT
+variants (vit_ti16_in1k, vit_b16_in1k, deit_ti16_in1k, deit_ti16_distilled_in1k, cait_xxs24_in1k, cpvt_ti_in1k),
+Swin-T (swin_t_in1k), PVTv2-B0 (pvtv2_b0_in1k), LeViT-128S (levit_128s_in1k) and CoaT (coat_lite_ti_in1k,
+coat_ti_in1k), HF transformers for the video ViTs (videomae_b_16x4, timesformer_b_8x32, vivit_b_32x2), PVT-Tiny
+(pvt_t_in1k) and CvT-13 (cvt_13_in1k), torchvision for Video Swin-T (swin3d_t_32x2).
 
     python tools/benchmark.py --model mvitv2_s_16x4 [--device cuda|cpu] [--dtype bf16|fp16|fp32] [--batch N]
                               [--iters N] [--repeat N] [--rounds N] [--compile] [--json out.json]

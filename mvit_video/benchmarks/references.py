@@ -1,6 +1,6 @@
 """The reference implementation each benchmarked zoo model is timed against, built with random weights.
 
-- MViT: torchvision's ``mvit_v2_s`` / ``mvit_v1_b``.
+- MViT: torchvision's ``mvit_v2_s`` / ``mvit_v1_b`` on video, timm's ``mvitv2_tiny`` for the image MViTv2-T.
 - Image ViT variants: timm's model of the same name (CPVT has none in timm: DeiT-Ti without position embedding plus
   timm's Twins ``PosConv`` after the first block, the reference ``tests/models/test_vit.py`` checks it against).
 - Swin: timm's ``swin_tiny_patch4_window7_224`` for 2-D Swin-T, torchvision's ``swin3d_t`` for Video Swin-T.
@@ -126,6 +126,7 @@ def _hf(prefix: str, task: str = "Video", num_labels: int = 400, **config) -> Ca
 TWINS: dict[str, Twin] = {
     "mvitv2_s_16x4": Twin("torchvision", "mvit_v2_s", CLIP, _torchvision("mvit_v2_s")),
     "mvitv1_b_16x4": Twin("torchvision", "mvit_v1_b", CLIP, _torchvision("mvit_v1_b")),
+    "mvitv2_t_in1k": Twin("timm", "mvitv2_tiny", IMAGE, _timm("mvitv2_tiny")),
     "vit_ti16_in1k": Twin("timm", "vit_tiny_patch16_224", IMAGE, _timm("vit_tiny_patch16_224")),
     "vit_b16_in1k": Twin("timm", "vit_base_patch16_224", IMAGE, _timm("vit_base_patch16_224")),
     "deit_ti16_in1k": Twin("timm", "deit_tiny_patch16_224", IMAGE, _timm("deit_tiny_patch16_224")),
@@ -157,8 +158,8 @@ def attention_kernel(reference: nn.Module, twin: Twin) -> str:
     if twin.library == "timm":
         from timm.layers import use_fused_attn
 
-        # explicit in timm too: CaiT's talking heads (its class attention is fused), LeViT's biased attention; CoaT's
-        # factorised attention has no attention map at all (reported as explicit)
-        explicit = any(name in twin.name for name in ("cait", "levit", "coat"))
+        # explicit in timm too: CaiT's talking heads (its class attention is fused), LeViT's biased attention, MViTv2's
+        # relative positions; CoaT's factorised attention has no attention map at all (reported as explicit)
+        explicit = any(name in twin.name for name in ("cait", "levit", "coat", "mvitv2"))
         return "eager" if explicit else ("sdpa" if use_fused_attn() else "eager")
     return "eager"  # torchvision's MViT and Video Swin: explicit logits plus the rel-pos bias (and shift mask)

@@ -42,7 +42,7 @@ class PatchEmbed(nn.Module):
         pad_time: bool = False,
     ) -> None:
         super().__init__()
-        conv = nn.Conv2d if len(kernel) == 2 else nn.Conv3d
+        conv = nn.Conv2d if len(kernel) == 2 else Conv3d
         self.proj = conv(in_chans, embed_dim, tuple(kernel), tuple(stride), tuple(padding))
         self.pad_time = pad_time and len(kernel) == 3
 
