@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
     return train_toy_short(tmp_path_factory.mktemp("toy_pvt"), CONFIG, PVT_RUN)
 
 
-@pytest.mark.slow  # a training run of minutes: the MViT and ViT toy runs cover run_net in the default suite
+@pytest.mark.slow  # a training run of minutes: the toy MViT run covers run_net in the default suite
 def test_toy_pvt_learns_motion(trained):
     _, output, result = trained
     stats = json_stats(result.stdout)

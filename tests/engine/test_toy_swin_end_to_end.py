@@ -32,8 +32,8 @@ CONFIG = ROOT / "configs" / "Toy" / "SWIN3D_XS_8x2.yaml"
 # the ViT run with the config's batch of 8 (a later override wins): twice the steps for the same compute
 SHORT_RUN = [*VIT_SHORT_RUN, "TRAIN.BATCH_SIZE", "8"]
 
-# a training run of 80-100 s on 2 cores: the MViT and ViT toy runs cover run_net and the demo in the default suite,
-# and the default suite stays near 12 minutes
+# a training run of 80-100 s on 2 cores: in the default suite the toy MViT run covers run_net, and
+# tests/tools/test_run_demo.py the demo; the default suite stays near 12 minutes
 pytestmark = pytest.mark.slow
 
 

@@ -69,10 +69,9 @@ def _cfg(path: str, *opts: str):
 
 def test_every_config_is_covered():
     found = {str(p.relative_to(ROOT / "configs")) for p in (ROOT / "configs").rglob("*.yaml")}
+    from tests.models import test_build as build
     from tests.models import test_pyramid_configs as pyramid
     from tests.models import test_windowed_configs as windowed
-
-    from tests.models import test_build as build
 
     covered = set(CONFIG_VARIANTS) | set(VARIANT_CONFIGS) | set(INFLATED_CONFIGS) | set(TOY_CONFIGS)
     covered |= set(build.MASKFEAT_CONFIGS) | set(build.CHECKED_IN)
